@@ -1,0 +1,107 @@
+"""From a luma frame to a scored record: the backend call and its timing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from ._errors import ConfigError
+from .kernels import Backend, FocusScores
+
+_per_thread = threading.local()  # backends by name; a backend belongs to one thread
+
+
+def resolve_backend(backend: str | Backend, **options: object) -> Backend:
+    """A backend instance for a name (``auto``, ``numba-cpu``, ...), or the instance given.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown backend or one that cannot run here; the message says why.
+    """
+    if isinstance(backend, Backend):
+        return backend
+    try:
+        return kernels.get(backend, **options)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def measure(
+    luma: np.ndarray,
+    *,
+    backend: str | Backend = "auto",
+    roi: Sequence[int] | None = None,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> FocusScores:
+    """The six focus measures of one luma frame.
+
+    Parameters
+    ----------
+    luma : ndarray, (H, W), uint8 or uint16
+        The frame (a view of a padded plane is scored in place), at least 3x3.
+    backend : str or Backend
+        A backend name (see ``focusmon backends``) or an instance. Named backends are made
+        once per thread and reused.
+    roi : (x, y, w, h), optional
+        Score only this rectangle, which must lie inside the frame.
+    scale, offset : float
+        Report in units of ``(sample - offset) * scale``: 1 and 0 for 8-bit full range.
+
+    Returns
+    -------
+    FocusScores
+        ``laplacian_var``, ``tenengrad``, ``sobel_mean``, ``haar_energy``, ``mean`` and
+        ``std``; see ../shared/DESIGN.md for the exact definitions.
+
+    Examples
+    --------
+    >>> import numpy as np, focusmon
+    >>> focusmon.measure(np.full((8, 8), 100, np.uint8), backend="numpy").laplacian_var
+    0.0
+    """
+    if isinstance(backend, str):
+        cache = _per_thread.__dict__.setdefault("backends", {})
+        if backend not in cache:
+            cache[backend] = resolve_backend(backend)
+        backend = cache[backend]
+    try:
+        return backend.scores(luma, roi=roi, scale=scale, offset=offset)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class FocusRecord:
+    """A frame's scores with its place in the stream and the kernel time."""
+
+    index: int
+    pts: float | None
+    scores: FocusScores
+    kernel_ms: float
+
+    def as_dict(self) -> dict[str, object]:
+        """``{"index", "pts", <the six measures>}``: one line of ``focusmon score``."""
+        return {"index": self.index, "pts": self.pts, **self.scores.as_dict()}
+
+
+def score_frame(
+    backend: Backend,
+    luma: np.ndarray,
+    index: int,
+    pts: float | None,
+    *,
+    roi: Sequence[int] | None = None,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> FocusRecord:
+    """Score one frame with ``backend`` and time the call."""
+    start = time.perf_counter()
+    scores = backend.scores(luma, roi=roi, scale=scale, offset=offset)
+    return FocusRecord(index, pts, scores, (time.perf_counter() - start) * 1e3)

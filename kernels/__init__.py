@@ -1,0 +1,35 @@
+"""Focus measures and the backends that compute them.
+
+Importing this package is light: NumPy only. Numba, CuPy and the CUDA toolchain are loaded
+when a backend that needs them is asked for.
+
+>>> from focusmon import kernels
+>>> backend = kernels.get("numpy")
+>>> backend.scores(frame).laplacian_var  # doctest: +SKIP
+
+Backends: ``numba-cuda`` (GPU), ``numba-cpu`` (fused CPU kernel) and ``numpy`` (the
+reference). `available()` says which can run here and why not.
+"""
+
+from __future__ import annotations
+
+from ._backend import Backend
+from ._frame import MIN_SIDE, check_roi
+from ._reference import reference_scores
+from ._registry import available, get, names
+from ._scores import MEASURES, FocusScores, RawSums, finish, rescale
+
+__all__ = [
+    "MEASURES",
+    "MIN_SIDE",
+    "Backend",
+    "FocusScores",
+    "RawSums",
+    "available",
+    "check_roi",
+    "finish",
+    "get",
+    "names",
+    "reference_scores",
+    "rescale",
+]

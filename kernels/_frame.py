@@ -1,0 +1,82 @@
+"""Checking a luma array and cutting the region of interest out of it, without copying."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MIN_SIDE = 3
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+Roi = tuple[int, int, int, int]
+
+
+def check_roi(roi: Sequence[int] | None, shape: tuple[int, int]) -> Roi | None:
+    """Validate ``roi = (x, y, w, h)`` against a frame of ``shape = (H, W)``."""
+    if roi is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in roi)
+    except (TypeError, ValueError):
+        raise ValueError(f"`roi` must be four integers (x, y, w, h), got {roi!r}") from None
+    if any(int(v) != v for v in roi):
+        raise ValueError(f"`roi` must be four integers (x, y, w, h), got {roi!r}")
+    height, width = shape
+    if x < 0 or y < 0 or w < MIN_SIDE or h < MIN_SIDE or x + w > width or y + h > height:
+        raise ValueError(
+            f"`roi` must lie inside the {width}x{height} frame and be at least "
+            f"{MIN_SIDE}x{MIN_SIDE}, got x={x} y={y} w={w} h={h}"
+        )
+    return (x, y, w, h)
+
+
+def prepare(luma: np.ndarray, roi: Sequence[int] | None = None) -> np.ndarray:
+    """Return the 2-D uint8/uint16 view a kernel scores: the ROI of ``luma``, unit inner stride.
+
+    The view shares memory with ``luma`` (a padded plane, a crop); only an array whose rows
+    are not contiguous (a column stride other than the item size) is copied.
+
+    Raises
+    ------
+    TypeError
+        If ``luma`` is not a NumPy array of uint8 or uint16.
+    ValueError
+        If it is not 2-D, is smaller than 3x3, or ``roi`` does not fit.
+    """
+    if not isinstance(luma, np.ndarray):
+        raise TypeError(f"`luma` must be a numpy.ndarray, got {type(luma).__name__}")
+    if luma.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"`luma` must have dtype uint8 or uint16, got {luma.dtype}")
+    if luma.ndim != 2:
+        raise ValueError(f"`luma` must be a 2-D (H, W) array, got shape {luma.shape}")
+    if luma.shape[0] < MIN_SIDE or luma.shape[1] < MIN_SIDE:
+        raise ValueError(
+            f"`luma` must be at least {MIN_SIDE}x{MIN_SIDE} (H, W), got shape {luma.shape}"
+        )
+    box = check_roi(roi, luma.shape)
+    if box is not None:
+        x, y, w, h = box
+        luma = luma[y : y + h, x : x + w]
+    if (
+        luma.strides[1] != luma.itemsize
+        or luma.strides[0] < 0
+        or luma.strides[0] % luma.itemsize
+    ):
+        luma = np.ascontiguousarray(luma)
+    return luma
+
+
+def flat_rows(view: np.ndarray) -> tuple[np.ndarray, int]:
+    """A 1-D contiguous array spanning every row of ``view``, and the row stride in items.
+
+    Kernels index rows as ``flat[i * row_stride : i * row_stride + W]``: unlike rows of a
+    non-contiguous 2-D array, these slices are contiguous, which lets loops vectorise.
+    """
+    h, w = view.shape
+    row_stride = view.strides[0] // view.itemsize
+    length = (h - 1) * row_stride + w
+    flat = np.lib.stride_tricks.as_strided(
+        view, shape=(length,), strides=(view.itemsize,), writeable=False
+    )
+    return flat, row_stride

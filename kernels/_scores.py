@@ -1,0 +1,101 @@
+"""The score record and the one place where raw sums become scores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+MEASURES = ("laplacian_var", "tenengrad", "sobel_mean", "haar_energy", "mean", "std")
+
+
+@dataclass(frozen=True, slots=True)
+class FocusScores:
+    """The six focus measures of one luma frame, in 8-bit full-range grey levels.
+
+    Attributes
+    ----------
+    laplacian_var : float
+        Population variance of the 4-neighbour Laplacian (OpenCV's default border).
+    tenengrad : float
+        Mean of ``gx**2 + gy**2`` of the 3x3 Sobel gradients.
+    sobel_mean : float
+        Mean of ``sqrt(gx**2 + gy**2)``.
+    haar_energy : float
+        One-level Haar DWT detail energy per LL coefficient.
+    mean, std : float
+        Mean and population standard deviation of the luma.
+    """
+
+    laplacian_var: float
+    tenengrad: float
+    sobel_mean: float
+    haar_energy: float
+    mean: float
+    std: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The measures by name, in the order of `MEASURES`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RawSums:
+    """What a fused kernel accumulates in its one pass over a frame.
+
+    All sums are exact integers (the stencils are integer for integer input), except
+    ``sum_mag``, the sum of the gradient magnitudes.
+    """
+
+    n_px: int
+    sum_g: int
+    sum_g2: int
+    sum_lap: int
+    sum_lap2: int
+    sum_grad2: int
+    sum_mag: float
+    n_ll: int
+    sum_haar4: int  # 4 x the summed detail energy: (a+b-c-d)^2 + (a-b+c-d)^2 + (a-b-c+d)^2
+
+    def __add__(self, other: RawSums) -> RawSums:
+        return RawSums(*(a + b for a, b in zip(_astuple(self), _astuple(other), strict=True)))
+
+
+def _astuple(s: RawSums) -> tuple:
+    return tuple(getattr(s, f) for f in RawSums.__slots__)
+
+
+def finish(sums: RawSums) -> FocusScores:
+    """Turn a frame's raw sums into scores, in the frame's own sample units.
+
+    Variances are formed from the exact integer sums with Python integers, so there is no
+    cancellation: a flat frame gives exactly 0.
+    """
+    n = sums.n_px
+    return FocusScores(
+        laplacian_var=(n * sums.sum_lap2 - sums.sum_lap**2) / (n * n),
+        tenengrad=sums.sum_grad2 / n,
+        sobel_mean=sums.sum_mag / n,
+        haar_energy=sums.sum_haar4 / (4 * sums.n_ll),
+        mean=sums.sum_g / n,
+        std=math.sqrt((n * sums.sum_g2 - sums.sum_g**2) / (n * n)),
+    )
+
+
+def rescale(scores: FocusScores, scale: float, offset: float) -> FocusScores:
+    """Express scores of samples ``v`` in units of ``(v - offset) * scale``.
+
+    Variances and energies scale by ``scale**2``, magnitudes by ``scale``; only the mean
+    moves with ``offset``. This is how limited-range and 10/12/16-bit frames are reported
+    in 8-bit full-range grey levels.
+    """
+    if scale == 1.0 and offset == 0.0:
+        return scores
+    s2 = scale * scale
+    return FocusScores(
+        laplacian_var=scores.laplacian_var * s2,
+        tenengrad=scores.tenengrad * s2,
+        sobel_mean=scores.sobel_mean * scale,
+        haar_energy=scores.haar_energy * s2,
+        mean=(scores.mean - offset) * scale,
+        std=scores.std * scale,
+    )

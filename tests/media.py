@@ -1,0 +1,57 @@
+"""Making real encoded media for tests, with PyAV (lossless codecs where values matter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def write_video(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    pix_fmt: str,
+    codec: str = "ffv1",
+    rate: int = 25,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode ``frames`` (arrays in the layout `av.VideoFrame.from_ndarray` takes for
+    ``pix_fmt``) to ``path``."""
+    frames = list(frames)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.pix_fmt = pix_fmt
+        stream.height, stream.width = _size(frames[0], pix_fmt)
+        if options:
+            stream.options = options
+        for array in frames:
+            frame = av.VideoFrame.from_ndarray(array, format=pix_fmt)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def _size(array: np.ndarray, pix_fmt: str) -> tuple[int, int]:
+    if pix_fmt.startswith(("yuv420p", "nv12")):
+        return array.shape[0] * 2 // 3, array.shape[1]
+    if pix_fmt.startswith(("yuv444p",)):
+        return array.shape[1], array.shape[2]
+    return array.shape[0], array.shape[1]
+
+
+def yuv420_of(gray: np.ndarray, *, bits: int = 8, limited: bool = True) -> np.ndarray:
+    """The (1.5 H, W) yuv420p buffer whose luma is ``gray`` (8-bit full range) in the given
+    depth and range, and whose chroma is neutral."""
+    h, w = gray.shape
+    step = 2 ** (bits - 8)
+    if limited:
+        y = np.rint(16 * step + gray.astype(np.float64) * 219 * step / 255)
+    else:
+        y = np.rint(gray.astype(np.float64) * (2**bits - 1) / 255)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    out = np.full((h * 3 // 2, w), 128 * step, dtype)
+    out[:h] = y.astype(dtype)
+    return out

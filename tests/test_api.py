@@ -1,0 +1,54 @@
+"""The public surface: `focusmon.measure`, the records, the errors and `__all__`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import focusmon
+from focusmon import kernels
+
+
+def test_public_names_are_frozen():
+    assert sorted(focusmon.__all__) == sorted([
+        "MEASURES", "ConfigError", "FocusRecord", "FocusScores", "FocusmonError",
+        "SourceError", "SourceTimeout", "__version__", "measure",
+    ])  # fmt: skip
+    assert sorted(kernels.__all__) == sorted([
+        "MEASURES", "MIN_SIDE", "Backend", "FocusScores", "RawSums", "available", "check_roi",
+        "finish", "get", "names", "reference_scores", "rescale",
+    ])  # fmt: skip
+
+
+def test_measure_returns_a_frozen_record_equal_to_the_reference(camera):
+    s = focusmon.measure(camera)
+    want = kernels.reference_scores(camera)
+    assert s.as_dict() == pytest.approx(want.as_dict(), rel=1e-9)
+    assert list(s.as_dict()) == list(focusmon.MEASURES)
+    with pytest.raises(AttributeError):
+        s.mean = 0  # type: ignore[misc]
+
+
+def test_measure_with_roi_scale_and_backend_instance(camera):
+    with kernels.get("numpy") as b:
+        s = focusmon.measure(camera, backend=b, roi=(10, 20, 100, 50), scale=2.0)
+    crop = kernels.reference_scores(camera[20:70, 10:110])
+    assert s.laplacian_var == pytest.approx(crop.laplacian_var * 4, rel=1e-12)
+
+
+def test_errors_inherit_the_builtin_they_mean():
+    assert issubclass(focusmon.ConfigError, ValueError)
+    assert issubclass(focusmon.SourceError, OSError)
+    assert issubclass(focusmon.SourceTimeout, TimeoutError)
+    assert issubclass(focusmon.SourceTimeout, focusmon.SourceError)
+    for cls in (focusmon.ConfigError, focusmon.SourceError, focusmon.SourceTimeout):
+        assert issubclass(cls, focusmon.FocusmonError)
+
+
+def test_bad_arguments_are_config_errors(camera):
+    with pytest.raises(focusmon.ConfigError, match="unknown backend 'gpu'"):
+        focusmon.measure(camera, backend="gpu")
+    with pytest.raises(focusmon.ConfigError, match="roi"):
+        focusmon.measure(camera, roi=(500, 500, 100, 100))
+    with pytest.raises(focusmon.ConfigError, match="at least 3x3"):
+        focusmon.measure(np.zeros((1, 1), np.uint8))
