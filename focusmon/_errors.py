@@ -24,5 +24,5 @@ class SourceError(FocusmonError, OSError):
     """A source cannot be opened, has no video, or cannot be decoded."""
 
 
-class SourceTimeout(SourceError, TimeoutError):
+class SourceTimeout(SourceError, TimeoutError):  # noqa: N818 (named in DESIGN.md)
     """A source did not answer within its timeout."""

@@ -25,7 +25,9 @@ TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 
 # Pixel formats whose plane 0 is the luma, stored one sample per item.
 _LUMA8 = re.compile(r"^(yuvj?|yuva)(420|422|444|440|411|410)p$|^nv(12|21|16|24|42)$|^gray$")
-_LUMA16_LSB = re.compile(r"^(yuvj?|yuva)(420|422|444|440)p(9|10|12|14|16)le$|^gray(9|10|12|14|16)le$")
+_LUMA16_LSB = re.compile(
+    r"^(yuvj?|yuva)(420|422|444|440)p(9|10|12|14|16)le$|^gray(9|10|12|14|16)le$"
+)
 _LUMA16_MSB = re.compile(r"^p[024](10|12|16)le$")  # P010 & co: samples in the high bits
 _AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
 

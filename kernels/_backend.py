@@ -57,8 +57,8 @@ class Backend(abc.ABC):
     def _scores(self, view: np.ndarray) -> FocusScores:
         """Scores of a prepared (H >= 3, W >= 3, unit inner stride) uint8/uint16 view."""
 
-    def close(self) -> None:
-        """Release what the backend holds (threads, device memory)."""
+    def close(self) -> None:  # noqa: B027 (most backends hold nothing)
+        """Release what the backend holds (device memory, buffers)."""
 
     def __enter__(self) -> Backend:
         return self

@@ -58,11 +58,7 @@ def prepare(luma: np.ndarray, roi: Sequence[int] | None = None) -> np.ndarray:
     if box is not None:
         x, y, w, h = box
         luma = luma[y : y + h, x : x + w]
-    if (
-        luma.strides[1] != luma.itemsize
-        or luma.strides[0] < 0
-        or luma.strides[0] % luma.itemsize
-    ):
+    if luma.strides[1] != luma.itemsize or luma.strides[0] < 0 or luma.strides[0] % luma.itemsize:
         luma = np.ascontiguousarray(luma)
     return luma
 

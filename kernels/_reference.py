@@ -32,8 +32,13 @@ def reference_scores(view: np.ndarray) -> FocusScores:
     p = np.pad(g, 1, mode="reflect")
     up, mid, down = p[:-2], p[1:-1], p[2:]
     lap = up[:, 1:-1] + down[:, 1:-1] + mid[:, :-2] + mid[:, 2:] - 4.0 * g
-    gx = (up[:, 2:] + 2.0 * mid[:, 2:] + down[:, 2:]) - (up[:, :-2] + 2.0 * mid[:, :-2] + down[:, :-2])
-    gy = (down[:, :-2] + 2.0 * down[:, 1:-1] + down[:, 2:]) - (up[:, :-2] + 2.0 * up[:, 1:-1] + up[:, 2:])
+    left, centre, right = (slice(None, -2), slice(1, -1), slice(2, None))
+    gx = (up[:, right] + 2.0 * mid[:, right] + down[:, right]) - (
+        up[:, left] + 2.0 * mid[:, left] + down[:, left]
+    )
+    gy = (down[:, left] + 2.0 * down[:, centre] + down[:, right]) - (
+        up[:, left] + 2.0 * up[:, centre] + up[:, right]
+    )
     grad2 = gx * gx + gy * gy
 
     h, w = g.shape

@@ -55,3 +55,16 @@ def yuv420_of(gray: np.ndarray, *, bits: int = 8, limited: bool = True) -> np.nd
     out = np.full((h * 3 // 2, w), 128 * step, dtype)
     out[:h] = y.astype(dtype)
     return out
+
+
+def write_tone(path: Path, seconds: float = 0.3, rate: int = 8000) -> Path:
+    """An audio-only file: a 440 Hz tone, no video stream."""
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)[None, :]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path

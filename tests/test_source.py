@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import av
 import cv2
 import numpy as np
@@ -11,7 +9,8 @@ import pytest
 
 from focusmon import SourceError, kernels
 from focusmon.source import DemoSource, luma_of, open_source, range_mapping
-from media import write_video, yuv420_of
+
+from media import write_tone, write_video, yuv420_of
 
 SHARPNESS = ("laplacian_var", "tenengrad", "sobel_mean", "haar_energy")
 
@@ -55,7 +54,7 @@ def test_limited_range_yuv420p_scores_like_the_full_range_picture(tmp_path, pict
 @pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "gray16le"])
 def test_high_bit_depth_keeps_16_bits_and_scores_in_8_bit_units(tmp_path, picture, pix_fmt):
     if pix_fmt == "gray16le":
-        deep = (picture.astype(np.uint16) * 257)  # full range 16 bit
+        deep = picture.astype(np.uint16) * 257  # full range 16 bit
     else:
         deep = yuv420_of(picture, bits=10)
     path = write_video(tmp_path / f"{pix_fmt}.mkv", [deep] * 2, pix_fmt=pix_fmt)
@@ -125,11 +124,8 @@ def test_missing_file_and_file_without_video(tmp_path):
         open_source(str(tmp_path / "nope.mp4"))
     with pytest.raises(SourceError, match="no such file"):
         open_source(str(tmp_path / "nope.png"))
-    audio = tmp_path / "tone.m4a"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.5", str(audio)],
-        check=True,
-    )
+    audio = tmp_path / "tone.wav"
+    write_tone(audio)
     with pytest.raises(SourceError, match="no video stream"):
         open_source(str(audio))
     junk = tmp_path / "junk.mp4"

@@ -46,7 +46,7 @@ def test_random_frames_match_opencv_and_pywavelets(shape, dtype):
 def test_photographs_match(photos):
     for g in photos:
         assert_matches(g)
-        assert_matches((g.astype(np.uint16) * 257))  # the same picture, 16 bit
+        assert_matches(g.astype(np.uint16) * 257)  # the same picture, 16 bit
 
 
 def test_strided_view_of_a_padded_plane(camera):

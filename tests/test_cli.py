@@ -1,0 +1,138 @@
+"""``focusmon score`` and ``focusmon backends`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from focusmon import kernels
+from focusmon.cli import main
+
+from media import write_tone, write_video, yuv420_of
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, camera):
+    """A 6-frame limited-range H.264 clip: sharp, then more and more blurred."""
+    import cv2
+
+    pic = np.ascontiguousarray(camera[:240, :320])
+    frames = [yuv420_of(cv2.GaussianBlur(pic, (0, 0), s) if s else pic) for s in range(6)]
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    return write_video(path, frames, pix_fmt="yuv420p", codec="libx264", options={"qp": "0"})
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_score_writes_one_json_object_per_frame(capsys, clip):
+    code, out, err = run(capsys, "score", str(clip), "--backend", "numba-cpu")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in rows] == list(range(6))
+    assert rows[1]["pts"] == pytest.approx(0.04)
+    assert list(rows[0]) == ["index", "pts", *kernels.MEASURES]
+    lap = [r["laplacian_var"] for r in rows]
+    assert lap == sorted(lap, reverse=True)  # the clip blurs frame by frame
+    assert err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_every_and_roi(capsys, clip):
+    code, out, _ = run(capsys, "score", str(clip), "--every", "2", "--roi", "10,20,100,50")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in rows] == [0, 2, 4]
+    _, full, _ = run(capsys, "score", str(clip))
+    assert rows[0]["laplacian_var"] != json.loads(full.splitlines()[0])["laplacian_var"]
+
+
+def test_backends_agree_through_the_cli(capsys, clip):
+    outs = {}
+    for name in ("numpy", "numba-cpu"):
+        code, out, _ = run(capsys, "score", str(clip), "--backend", name)
+        assert code == 0
+        outs[name] = [json.loads(line) for line in out.splitlines()]
+    for a, b in zip(outs["numpy"], outs["numba-cpu"], strict=True):
+        for m in kernels.MEASURES:
+            assert a[m] == pytest.approx(b[m], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["score", "/nonexistent/clip.mp4"], "no such file: /nonexistent/clip.mp4"),
+        (["score", "CLIP", "--roi", "300,0,100,100"], "`roi` must lie inside the 320x240"),
+        (["score", "CLIP", "--roi", "1,2,3"], "--roi must be X,Y,W,H"),
+        (["score", "CLIP", "--every", "0"], "must be an integer >= 1"),
+        (["score", "CLIP", "--backend", "opencl"], "unknown backend 'opencl'"),
+        (["score"], "required: source"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(capsys, clip, argv, words):
+    argv = [str(clip) if a == "CLIP" else a for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    errors = [line for line in err.splitlines() if line.startswith("focusmon: error:")]
+    assert len(errors) == 1 and words in errors[0], err
+    assert "Traceback" not in err
+
+
+def test_audio_only_file_exits_2(capsys, tmp_path):
+    audio = tmp_path / "tone.wav"
+    write_tone(audio)
+    code, _, err = run(capsys, "score", str(audio))
+    assert code == 2 and "has no video stream" in err
+
+
+def test_truncated_file_fails_with_one_line_not_a_traceback(capsys, tmp_path, clip):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[:2000])  # no faststart: the moov atom is gone
+    code, _, err = run(capsys, "score", str(cut))
+    assert code in (1, 2) and err.startswith("focusmon: error:") and "Traceback" not in err
+
+
+def test_backends_command(capsys):
+    code, out, _ = run(capsys, "backends")
+    assert code == 0
+    lines = dict(line.split(None, 1) for line in out.splitlines())
+    assert lines["numpy"] == "available" and lines["numba-cpu"] == "available"
+    assert lines["numba-cuda"].startswith(("available", "unavailable: "))
+
+
+def test_the_installed_command_scores_the_demo():
+    proc = subprocess.run(
+        [sys.executable, "-m", "focusmon", "score", "demo", "--every", "25"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["index"] for r in rows] == list(range(0, 250, 25))
+    assert all(np.isfinite(r[m]) for r in rows for m in kernels.MEASURES)
+
+
+def test_progress_is_drawn_on_a_terminal_only():
+    import io
+
+    from focusmon._progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        progress = Progress(stream, "score", total=10)
+        for _ in range(10):
+            progress.advance()
+        progress.close()
+    assert pipe.getvalue() == ""
+    assert tty.getvalue().startswith("\rscore: 10/10 frames") and tty.getvalue().endswith("\n")
