@@ -137,6 +137,25 @@ def _haar_block(top, bottom, n, nz, wz):
 
 
 @njit(**_JIT)
+def _column_segments(w):
+    """Runs of columns scored together: (left, centre, right, count) start columns.
+
+    The two border columns come first, each alone (BORDER_REFLECT_101: the left neighbour
+    of column 0 is column 1, the right one of column w-1 is w-2); then the interior in
+    blocks of at most `BLOCK`.
+    """
+    n_blocks = (w - 2 + BLOCK - 1) // BLOCK
+    segments = np.empty((2 + n_blocks, 4), np.int64)
+    segments[0, 0], segments[0, 1], segments[0, 2], segments[0, 3] = 1, 0, 1, 1
+    segments[1, 0], segments[1, 1], segments[1, 2], segments[1, 3] = w - 2, w - 1, w - 2, 1
+    for b in range(n_blocks):
+        j0 = 1 + b * BLOCK
+        segments[2 + b, 0], segments[2 + b, 1], segments[2 + b, 2] = j0 - 1, j0, j0 + 1
+        segments[2 + b, 3] = min(BLOCK, w - 1 - j0)
+    return segments
+
+
+@njit(**_JIT)
 def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
     """Accumulate the raw sums of rows ``r0 <= i < r1`` of an (h, w) frame into ``out_*``.
 
@@ -151,27 +170,16 @@ def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
     tt = np.int64(0)
     th = np.int64(0)
     tq = 0.0
+    segments = _column_segments(w)
     for i in range(r0, r1):
         up = flat[(i - 1 if i > 0 else 1) * rs :][:w]  # BORDER_REFLECT_101
         mid = flat[i * rs :][:w]
         down = flat[(i + 1 if i < h - 1 else h - 2) * rs :][:w]
-        # Border columns: the left neighbour of column 0 is column 1, and so on.
-        for j, jl, jr in ((0, 1, 1), (w - 1, w - 2, w - 2)):
+        for s in range(segments.shape[0]):
+            jl, j, jr, n = segments[s, 0], segments[s, 1], segments[s, 2], segments[s, 3]
             sg, sg2, sl, sl2, st, sq = _stencil_block(
                 up[jl:], up[j:], up[jr:], mid[jl:], mid[j:], mid[jr:],
-                down[jl:], down[j:], down[jr:], 1, nz, wz,
-            )  # fmt: skip
-            tg += sg
-            tg2 += sg2
-            tl += sl
-            tl2 += sl2
-            tt += st
-            tq += sq
-        for j0 in range(1, w - 1, BLOCK):
-            j1 = min(j0 + BLOCK, w - 1)
-            sg, sg2, sl, sl2, st, sq = _stencil_block(
-                up[j0 - 1 :], up[j0:], up[j0 + 1 :], mid[j0 - 1 :], mid[j0:], mid[j0 + 1 :],
-                down[j0 - 1 :], down[j0:], down[j0 + 1 :], j1 - j0, nz, wz,
+                down[jl:], down[j:], down[jr:], n, nz, wz,
             )  # fmt: skip
             tg += sg
             tg2 += sg2
@@ -247,17 +255,7 @@ class NumbaCpuBackend(FusedBackend):
             bounds = np.array(bands, np.int64)
             fused_sums_parallel(flat, h, w, rs, bounds, nz, wz, out_i, out_f)
         ints = [sum(int(v) for v in out_i[:, k]) for k in range(6)]
-        return RawSums(
-            n_px=h * w,
-            sum_g=ints[0],
-            sum_g2=ints[1],
-            sum_lap=ints[2],
-            sum_lap2=ints[3],
-            sum_grad2=ints[4],
-            sum_mag=float(out_f[:, 0].sum()),
-            n_ll=((h + 1) // 2) * ((w + 1) // 2),
-            sum_haar4=ints[5],
-        )
+        return RawSums.of_kernel(view.shape, ints, float(out_f[:, 0].sum()))
 
 
 def unavailable_reason() -> str | None:

@@ -182,17 +182,7 @@ class NumbaCudaBackend(FusedBackend):
         mem.download(self._out_f, self._host_f)
         mem.synchronize()
         ints = [int(v) for v in self._host_i]
-        return RawSums(
-            n_px=h * w,
-            sum_g=ints[0],
-            sum_g2=ints[1],
-            sum_lap=ints[2],
-            sum_lap2=ints[3],
-            sum_grad2=ints[4],
-            sum_mag=float(self._host_f[0]),
-            n_ll=((h + 1) // 2) * ((w + 1) // 2),
-            sum_haar4=ints[5],
-        )
+        return RawSums.of_kernel(view.shape, ints, float(self._host_f[0]))
 
 
 def unavailable_reason() -> str | None:

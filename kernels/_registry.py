@@ -69,7 +69,11 @@ def get(name: str = "auto", **options: object) -> Backend:
                 backend_cls, _ = _load(candidate)
                 accepted = {k: v for k, v in options.items() if k in _options_of(backend_cls)}
                 return backend_cls(**accepted)
-            log.info("backend %s skipped: %s", candidate, why)
+            # One line saying why. A warning only where a GPU was clearly wanted (CuPy is
+            # installed but unusable); on a CPU-only install it is the expected path.
+            wanted = candidate == "numba-cuda" and "needs 'cupy'" not in why
+            level = logging.WARNING if wanted else logging.INFO
+            log.log(level, "backend %s not used (%s); trying the next", candidate, why)
         raise AssertionError("the numpy backend is always available")  # pragma: no cover
     if name not in _MODULES:
         known = ", ".join(("auto", *_MODULES))

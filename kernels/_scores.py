@@ -56,12 +56,16 @@ class RawSums:
     n_ll: int
     sum_haar4: int  # 4 x the summed detail energy: (a+b-c-d)^2 + (a-b+c-d)^2 + (a-b-c+d)^2
 
-    def __add__(self, other: RawSums) -> RawSums:
-        return RawSums(*(a + b for a, b in zip(_astuple(self), _astuple(other), strict=True)))
-
-
-def _astuple(s: RawSums) -> tuple:
-    return tuple(getattr(s, f) for f in RawSums.__slots__)
+    @classmethod
+    def of_kernel(cls, shape: tuple[int, int], ints: list[int], sum_mag: float) -> RawSums:
+        """From a kernel's output: the int sums in the order sum_g, sum_g2, sum_lap,
+        sum_lap2, sum_grad2, sum_haar4, and the magnitude sum, for a frame of ``shape``."""
+        h, w = shape
+        sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_haar4 = ints
+        return cls(
+            h * w, sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_mag,
+            ((h + 1) // 2) * ((w + 1) // 2), sum_haar4,
+        )  # fmt: skip
 
 
 def finish(sums: RawSums) -> FocusScores:

@@ -59,3 +59,13 @@ def test_importing_kernels_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_auto_says_in_one_line_why_it_fell_back(caplog):
+    why = kernels.available()["numba-cuda"]
+    if why is None:
+        pytest.skip("CUDA can run here")
+    with caplog.at_level("INFO", logger="focusmon.kernels"):
+        kernels.get("auto").close()
+    lines = [r.getMessage() for r in caplog.records if "numba-cuda" in r.getMessage()]
+    assert len(lines) == 1 and why in lines[0]
