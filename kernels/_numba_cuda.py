@@ -151,7 +151,7 @@ class NumbaCudaBackend(FusedBackend):
 
     def __init__(self) -> None:
         self._mem = _NumbaMemory() if _simulated() else _CupyMemory()
-        self._shape: tuple[tuple[int, int], np.dtype] | None = None
+        self._buffer_key: tuple[tuple[int, int], np.dtype] | None = None
         self._zeros_i = np.zeros(N_INT, np.int64)
         self._zeros_f = np.zeros(1, np.float64)
         self._out_i = self._mem.device((N_INT,), np.int64)
@@ -161,10 +161,10 @@ class NumbaCudaBackend(FusedBackend):
 
     def _buffers_for(self, view: np.ndarray) -> None:
         key = (view.shape, view.dtype)
-        if self._shape != key:
+        if self._buffer_key != key:
             self._host_img = self._mem.host(view.shape, view.dtype)
             self._dev_img = self._mem.device(view.shape, view.dtype)
-            self._shape = key
+            self._buffer_key = key
 
     def raw_sums(self, view: np.ndarray) -> RawSums:
         h, w = view.shape
