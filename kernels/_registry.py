@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from collections.abc import Callable
 
@@ -71,7 +72,7 @@ def get(name: str = "auto", **options: object) -> Backend:
                 return backend_cls(**accepted)
             # One line saying why. A warning only where a GPU was clearly wanted (CuPy is
             # installed but unusable); on a CPU-only install it is the expected path.
-            wanted = candidate == "numba-cuda" and "needs 'cupy'" not in why
+            wanted = candidate == "numba-cuda" and importlib.util.find_spec("cupy") is not None
             level = logging.WARNING if wanted else logging.INFO
             log.log(level, "backend %s not used (%s); trying the next", candidate, why)
         raise AssertionError("the numpy backend is always available")  # pragma: no cover
