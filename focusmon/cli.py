@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from . import __version__, kernels
@@ -17,7 +18,7 @@ from ._errors import ConfigError, FocusmonError, SourceError
 from ._progress import Progress
 from .measures import resolve_backend
 from .pipeline import score_source
-from .source import open_source
+from .source import Source, SourceOptions, open_source
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -56,6 +57,70 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _ffmpeg_option(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding")
+    group.add_argument(
+        "--every", type=_positive_int, default=1, metavar="N", help="analyse every Nth frame"
+    )
+    group.add_argument(
+        "--max-fps", type=_positive_float, metavar="F",
+        help="analyse at most F frames per second of stream time",
+    )  # fmt: skip
+    group.add_argument(
+        "--keyframes", action="store_true",
+        help="decode keyframes only (the decoder skips the rest: cheap checks of many cameras)",
+    )  # fmt: skip
+    group.add_argument(
+        "--decoder-threads", type=int, default=0, metavar="N",
+        help="decoder threads (default 0: one per core)",
+    )  # fmt: skip
+    group.add_argument(
+        "--format", metavar="NAME", help="force FFmpeg's demuxer, e.g. mpjpeg for an MJPEG camera"
+    )
+    group.add_argument(
+        "--ffmpeg-option", type=_ffmpeg_option, action="append", default=[], metavar="NAME=VALUE",
+        help="an FFmpeg option for the input (names are checked; repeatable)",
+    )  # fmt: skip
+    live = parser.add_argument_group("live sources (rtsp, udp, http, /dev/video)")
+    live.add_argument(
+        "--timeout", type=_positive_float, default=10.0, metavar="S",
+        help="a read waiting longer is a disconnect (default 10)",
+    )  # fmt: skip
+    live.add_argument(
+        "--rtsp-transport", choices=("tcp", "udp"), default="tcp", help="default tcp"
+    )
+
+
+def _source_options(args: argparse.Namespace) -> SourceOptions:
+    return SourceOptions(
+        every=args.every,
+        max_fps=args.max_fps,
+        keyframes_only=args.keyframes,
+        decoder_threads=args.decoder_threads,
+        timeout_s=args.timeout,
+        rtsp_transport=args.rtsp_transport,
+        format=args.format,
+        ffmpeg_options=dict(args.ffmpeg_option),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="focusmon", description="Streaming video focus monitor.")
     parser.add_argument("--version", action="version", version=f"focusmon {__version__}")
@@ -67,18 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="score every frame of a source, one JSON object per line",
         description="Write one JSON object per analysed frame to stdout, in decode order.",
     )
-    score.add_argument("source", help="a video or image file, a TIFF stack, or 'demo'")
+    score.add_argument(
+        "source",
+        help="a video file, an image, a TIFF stack, a folder of images, an rtsp/udp/http URL, "
+        "/dev/videoN, or 'demo'",
+    )
     score.add_argument(
         "--backend", default="auto", help="auto (default), " + ", ".join(kernels.names())
     )
     score.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="score only this rectangle")
     score.add_argument(
-        "--every", type=_positive_int, default=1, metavar="N", help="score every Nth frame"
+        "--frames", type=_positive_int, metavar="N", help="stop after N analysed frames"
     )
     score.add_argument(
         "--threads", type=_positive_int, default=1, metavar="N",
         help="CPU kernel threads (numba-cpu; default 1, leaving a core to the decoder)",
     )  # fmt: skip
+    _add_source_options(score)
 
     commands.add_parser("backends", help="list the compute backends and whether they can run")
     return parser
@@ -92,23 +162,46 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     options = {"threads": args.threads} if args.backend in ("auto", "numba-cpu") else {}
+    source_options = _source_options(args)
     backend = resolve_backend(args.backend, **options)
     try:
-        source = open_source(args.source)
+        source = open_source(args.source, source_options)
     except SourceError as exc:
         backend.close()
-        raise _StartError(str(exc)) from exc
-    progress = Progress(sys.stderr, "score", source.total)
+        raise _StartError(str(exc)) from None  # PyAV's error may name the URL's credentials
+    except BaseException:
+        backend.close()
+        raise
+    total = -(-source.total // args.every) if source.total else None
+    progress = Progress(sys.stderr, "score", args.frames or total)
     out = sys.stdout
     try:
         with source, backend:
-            for record in score_source(source, backend, roi=args.roi, every=args.every):
+            for record in score_source(source, backend, roi=args.roi, max_frames=args.frames):
                 out.write(json.dumps(record.as_dict()) + "\n")
-                progress.advance(args.every)
+                progress.advance()
     finally:
         progress.close()
+        _report_losses(source)
     out.flush()
     return EXIT_OK
+
+
+def _report_losses(source: Source) -> None:
+    """One warning line when frames were skipped, so nothing is lost without a word."""
+    stats = source.stats
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (stats.corrupt, "corrupt frames skipped"),
+            (stats.undecodable, "undecodable packets skipped"),
+            (stats.dropped, "live frames dropped to keep up"),
+            (stats.reconnects, "reconnects"),
+        )
+        if n
+    ]
+    if parts:
+        print(f"focusmon: warning: {source.name}: {', '.join(parts)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except FocusmonError as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         print(f"focusmon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, (ConfigError, _StartError)) else EXIT_FAILURE
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -68,3 +69,22 @@ def write_tone(path: Path, seconds: float = 0.3, rate: int = 8000) -> Path:
         out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return path
+
+
+def ffmpeg_clip(path: Path, graph: str, seconds: float, *args: str) -> Path:
+    """Encode ``seconds`` of the lavfi ``graph`` with the ffmpeg CLI (extra ``args`` before
+    the output, e.g. codec options); the container follows ``path``'s suffix."""
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "lavfi", "-i", graph, "-t", str(seconds), *args, str(path)]  # fmt: skip
+    subprocess.run(command, check=True, timeout=120)
+    return path
+
+
+def h264_clip(
+    path: Path, seconds: float = 2.0, *args: str, size: str = "320x240", gop: int = 25
+) -> Path:
+    """A moving test pattern in H.264 at 25 fps, a keyframe every ``gop`` frames."""
+    return ffmpeg_clip(
+        path, f"testsrc2=size={size}:rate=25", seconds,
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-pix_fmt", "yuv420p", *args,
+    )  # fmt: skip

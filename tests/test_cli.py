@@ -12,7 +12,7 @@ import pytest
 from focusmon import kernels
 from focusmon.cli import main
 
-from media import write_tone, write_video, yuv420_of
+from media import h264_clip, write_tone, write_video, yuv420_of
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,10 @@ def test_backends_agree_through_the_cli(capsys, clip):
         (["score", "CLIP", "--roi", "1,2,3"], "--roi must be X,Y,W,H"),
         (["score", "CLIP", "--every", "0"], "must be an integer >= 1"),
         (["score", "CLIP", "--backend", "opencl"], "unknown backend 'opencl'"),
+        (["score", "CLIP", "--max-fps", "-3"], "must be a number > 0"),
+        (["score", "CLIP", "--decoder-threads", "-1"], "`decoder_threads` must be"),
+        (["score", "CLIP", "--ffmpeg-option", "stimeout=5"], "unknown FFmpeg option 'stimeout'"),
+        (["score", "CLIP", "--ffmpeg-option", "novalue"], "must be NAME=VALUE"),
         (["score"], "required: source"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -136,3 +140,28 @@ def test_progress_is_drawn_on_a_terminal_only():
         progress.close()
     assert pipe.getvalue() == ""
     assert tty.getvalue().startswith("\rscore: 10/10 frames") and tty.getvalue().endswith("\n")
+
+
+def test_decoding_options_through_the_cli(capsys, tmp_path):
+    gop = h264_clip(tmp_path / "gop.mp4", 2.0, gop=10)
+    _, out, _ = run(capsys, "score", str(gop), "--keyframes")
+    assert [json.loads(r)["pts"] for r in out.splitlines()] == pytest.approx(
+        [0, 0.4, 0.8, 1.2, 1.6]
+    )
+    _, out, _ = run(capsys, "score", str(gop), "--max-fps", "2", "--decoder-threads", "1")
+    assert [json.loads(r)["index"] for r in out.splitlines()] == [0, 13, 25, 38]
+    _, out, _ = run(capsys, "score", str(gop), "--frames", "3")
+    assert len(out.splitlines()) == 3
+
+
+def test_skipped_frames_are_reported_in_one_warning(capsys, tmp_path):
+    data = bytearray(h264_clip(tmp_path / "c.ts", 2.0).read_bytes())
+    rng = np.random.default_rng(3)
+    for pos in rng.integers(2000, len(data), 40):
+        data[pos] ^= 0x10
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(bytes(data))
+    code, out, err = run(capsys, "score", str(damaged))
+    assert code == 0 and len(out.splitlines()) > 10
+    warnings = [line for line in err.splitlines() if "skipped" in line]
+    assert len(warnings) == 1 and "corrupt frames skipped" in warnings[0], err

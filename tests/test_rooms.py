@@ -12,7 +12,7 @@ FORBIDDEN = {
     "kernels/*.py": {"av", "prometheus_client", "threading", "concurrent", "focusmon.source",
                      "focusmon.scheduler", "focusmon.sinks", "focusmon.pipeline", "focusmon.cli",
                      "focusmon.measures"},
-    "focusmon/source*.py": {"focusmon.kernels", "focusmon.scheduler", "focusmon.sinks",
+    "focusmon/source*/*.py": {"focusmon.kernels", "focusmon.scheduler", "focusmon.sinks",
                             "prometheus_client", "numba", "cupy"},
     "focusmon/measure*.py": {"av", "prometheus_client"},
     "focusmon/scheduler*.py": {"av", "focusmon.kernels", "prometheus_client", "time"},
@@ -25,7 +25,9 @@ LAZY = {"numba": "kernels/_numba_*.py", "cupy": "kernels/_numba_cuda.py"}
 def imports_of(path: Path) -> set[str]:
     """Absolute names imported by a module, relative imports resolved within focusmon."""
     tree = ast.parse(path.read_text())
-    package = "focusmon.kernels" if path.parent.name == "kernels" else "focusmon"
+    package = {"kernels": "focusmon.kernels", "focusmon": "focusmon"}.get(
+        path.parent.name, f"focusmon.{path.parent.name}"
+    )
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import fractions
+import os
+import re
+import shutil
+import subprocess
+
 import av
 import cv2
 import numpy as np
 import pytest
 
-from focusmon import SourceError, kernels
-from focusmon.source import DemoSource, luma_of, open_source, range_mapping
+from focusmon import ConfigError, SourceError, kernels
+from focusmon.source import (
+    FFMPEG_OPTIONS,
+    DemoSource,
+    SourceOptions,
+    Timeline,
+    luma_of,
+    open_source,
+    range_mapping,
+)
 
-from media import write_tone, write_video, yuv420_of
+from media import h264_clip, write_tone, write_video, yuv420_of
 
 SHARPNESS = ("laplacian_var", "tenengrad", "sobel_mean", "haar_energy")
 
@@ -141,3 +155,210 @@ def test_demo_goes_out_of_focus_and_back():
     assert len(lap) == 101
     sharp, blurred, sharp_again = lap[0], lap[50], lap[100]  # t = 0, 2 s, 4 s
     assert blurred < 0.2 * sharp and sharp_again > 0.8 * sharp
+
+
+LUMA_FORMATS = ["yuv420p", "yuvj420p", "nv12", "nv21", "yuv422p", "yuv444p", "gray",
+                "yuv420p10le", "yuv422p10le", "yuv444p12le", "gray10le", "gray12le",
+                "yuv420p16le", "p010le"]  # fmt: skip
+
+
+@pytest.mark.parametrize("pix_fmt", LUMA_FORMATS)
+def test_luma_formats_are_read_in_place_in_8_bit_full_range_units(picture, pix_fmt):
+    """Each format made by FFmpeg's own converter from one gray picture: plane 0 is read
+    where it lies, and (sample - offset) * scale gives the picture back."""
+    frame = av.VideoFrame.from_ndarray(picture, format="gray").reformat(format=pix_fmt)
+    luma, scale, offset = luma_of(frame)
+    assert luma.__array_interface__["data"][0] == frame.planes[0].buffer_ptr
+    assert luma.dtype == (np.uint8 if frame.format.components[0].bits == 8 else np.uint16)
+    back = (luma.astype(np.float64) - offset) * scale
+    assert np.abs(back - picture).max() < 1.5
+
+
+@pytest.mark.parametrize("pix_fmt", ["rgb24", "bgr0", "yuyv422", "gbrp10le"])
+def test_formats_without_a_luma_plane_are_converted_once(picture, pix_fmt):
+    frame = av.VideoFrame.from_ndarray(picture, format="gray").reformat(format=pix_fmt)
+    luma, scale, offset = luma_of(frame)
+    assert luma.shape == picture.shape
+    assert np.abs((luma.astype(np.float64) - offset) * scale - picture).max() < 1.5
+
+
+def test_palette_video_is_converted_to_gray(tmp_path, picture):
+    palette = np.zeros((256, 4), np.uint8)
+    palette[:, 0] = 255  # ARGB: opaque greys
+    palette[:, 1:] = np.arange(256)[:, None]
+    path = tmp_path / "pal.nut"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("rawvideo", rate=25)
+        stream.pix_fmt, stream.height, stream.width = "pal8", *picture.shape
+        out.mux(stream.encode(av.VideoFrame.from_ndarray((picture, palette), format="pal8")))
+        out.mux(stream.encode())
+    frames, scores = scores_of(path)
+    assert np.abs(frames[0].luma.astype(int) - picture).max() <= 1
+    assert_same_picture(scores[0], kernels.reference_scores(picture))
+
+
+def test_folders_are_read_in_natural_order_and_unreadable_files_are_skipped(tmp_path, picture):
+    for k in (10, 2, 1):
+        cv2.imwrite(str(tmp_path / f"img{k}.png"), picture + k)
+    (tmp_path / "img5.png").write_bytes(b"not a png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    cv2.imwritemulti(str(tmp_path / "stack.tif"), [picture, picture // 2])  # 8-bit stack
+    with open_source(str(tmp_path)) as source:
+        frames = list(source)
+    firsts = [int(f.luma[0, 0]) - int(picture[0, 0]) for f in frames[:3]]
+    assert firsts == [1, 2, 10]  # img1, img2, img10; img5 is damaged
+    assert len(frames) == 5 and frames[-1].luma.dtype == np.uint8
+    assert [f.index for f in frames] == [0, 1, 3, 4, 5]  # index 2 is img5
+    assert source.stats.corrupt == 1 and source.stats.decoded == 6
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no image files"):
+        open_source(str(empty))
+
+
+def test_variable_frame_rate_keeps_the_stream_times(tmp_path, picture):
+    times = [0.0, 0.04, 0.2, 0.21, 1.5]
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.pix_fmt, stream.height, stream.width = "gray", *picture.shape
+        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(picture, format="gray")
+            frame.pts, frame.time_base = round(t * 1000), stream.time_base
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    frames, _ = scores_of(path)
+    assert [f.pts for f in frames] == pytest.approx(times)
+
+
+def test_raw_h264_without_pts_gets_times_from_the_frame_rate(tmp_path):
+    clip = h264_clip(tmp_path / "c.mp4", 1.0)
+    raw = tmp_path / "c.h264"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(clip), "-c", "copy", "-f", "h264",
+                    str(raw)], check=True, timeout=60)  # fmt: skip
+    with av.open(str(raw)) as container:
+        assert next(container.decode(video=0)).pts is None  # the trap this test is about
+    frames, _ = scores_of(raw)
+    assert len(frames) == 25
+    assert [f.pts for f in frames] == pytest.approx([i / 25 for i in range(25)])
+
+
+def test_timeline_never_runs_backwards():
+    line = Timeline(0.04)
+    times = [line.time_of(p, 0.0) for p in (None, 0.04, 0.08, None, 0.0, 0.04, 5.0)]
+    # None after 0.08 -> 0.12; a restart at 0 continues at 0.16; the forward jump is kept
+    assert times == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16, 0.20, 5.16])
+    assert all(b >= a for a, b in zip(times, times[1:], strict=False))
+    by_arrival = Timeline(None)
+    assert [by_arrival.time_of(None, t) for t in (10.0, 10.5, 10.25)] == [0.0, 0.5, 0.5]
+
+
+def test_a_resolution_change_mid_stream_is_followed(tmp_path):
+    small = h264_clip(tmp_path / "a.ts", 0.4, size="320x240")
+    large = h264_clip(tmp_path / "b.ts", 0.4, size="480x360")
+    both = tmp_path / "both.ts"
+    both.write_bytes(small.read_bytes() + large.read_bytes())  # MPEG-TS concatenates
+    frames, scores = scores_of(both)
+    shapes = [f.luma.shape for f in frames]
+    assert shapes[0] == (240, 320) and shapes[-1] == (360, 480)
+    assert all(np.isfinite(s.laplacian_var) for s in scores)
+
+
+@pytest.fixture(scope="module")
+def gop_clip(tmp_path_factory):
+    """4 s at 25 fps, a keyframe every second."""
+    return h264_clip(tmp_path_factory.mktemp("gop") / "gop.mp4", 4.0, gop=25)
+
+
+def test_keyframes_only_decodes_one_frame_per_gop(gop_clip):
+    with open_source(str(gop_clip), SourceOptions(keyframes_only=True)) as source:
+        frames = list(source)
+    assert [f.pts for f in frames] == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert source.stats.decoded == 4  # the decoder skipped the rest
+
+
+def test_every_nth_frame_and_at_most_f_per_second(gop_clip):
+    with open_source(str(gop_clip), SourceOptions(every=3)) as source:
+        assert [f.index for f in source][:4] == [0, 3, 6, 9]
+    assert source.stats.decoded == 100
+    with open_source(str(gop_clip), SourceOptions(max_fps=5)) as source:
+        times = [f.pts for f in source]
+    assert len(times) == 20
+    assert min(np.diff(times)) >= 0.2 - 1e-9
+
+
+def test_truncated_and_bit_flipped_files_decode_what_they_can(tmp_path):
+    clip = h264_clip(tmp_path / "c.ts", 2.0)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2])
+    with open_source(str(cut)) as source:
+        frames = list(source)
+    assert 10 < len(frames) < 50
+
+    rng = np.random.default_rng(1)
+    damaged = bytearray(data)
+    for pos in rng.integers(2000, len(data), 30):
+        damaged[pos] ^= 1 << int(rng.integers(0, 8))
+    flipped = tmp_path / "flipped.ts"
+    flipped.write_bytes(bytes(damaged))
+    with open_source(str(flipped)) as source, kernels.get("numpy") as backend:
+        scores = [backend.scores(f.luma, scale=f.scale, offset=f.offset) for f in source]
+    assert len(scores) > 10
+    assert all(np.isfinite(list(s.as_dict().values())).all() for s in scores)
+    stats = source.stats
+    assert stats.corrupt + stats.undecodable > 0  # damage was seen and counted
+    assert len(scores) + stats.corrupt == stats.decoded
+
+
+def test_a_truncated_mp4_without_its_index_fails_at_open(tmp_path):
+    clip = h264_clip(tmp_path / "c.mp4", 1.0)  # moov at the end: cut it off
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source(str(cut))
+
+
+def test_opening_and_closing_300_times_leaks_nothing(tmp_path):
+    clip = h264_clip(tmp_path / "c.mp4", 0.2)
+    for _ in range(20):  # warm up allocators and caches
+        with open_source(str(clip)) as source:
+            next(iter(source))
+    fds, rss = _open_fds(), _rss_mb()
+    for k in range(300):
+        with open_source(str(clip)) as source:
+            if k % 2:
+                next(iter(source))  # half stopped mid-stream, half never iterated
+    assert _open_fds() <= fds
+    assert _rss_mb() - rss < 15
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_source_options_are_checked():
+    for bad in ({"every": 0}, {"max_fps": -1}, {"timeout_s": float("nan")},
+                {"rtsp_transport": "quic"}, {"decoder_threads": -1}):  # fmt: skip
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            SourceOptions(**bad)
+    with pytest.raises(ConfigError, match="unknown FFmpeg option 'stimeout'"):
+        open_source("rtsp://127.0.0.1:1/x", SourceOptions(ffmpeg_options={"stimeout": "1"}))
+
+
+def test_every_ffmpeg_option_name_we_pass_or_accept_exists_in_ffmpeg():
+    """FFmpeg ignores unknown option names silently; our table must hold only real ones."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg CLI is missing: apt-get install ffmpeg")
+    help_text = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-h", "full"], capture_output=True, text=True, timeout=60
+    ).stdout
+    known = set(re.findall(r"^\s+-(\w+)\s", help_text, re.MULTILINE))
+    for kind, names in FFMPEG_OPTIONS.items():
+        assert names <= known, (kind, sorted(names - known))

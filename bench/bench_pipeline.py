@@ -1,0 +1,173 @@
+"""Pipeline speed: decoding a 1080p H.264 clip with and without focusmon's scoring.
+
+Makes a clip of real image content (scikit-image photographs, panned and zoomed, so the
+encoder sees motion rather than a test pattern), then prints frames per second for:
+
+* decode only: PyAV at its default (slice) threading and at its best (frame threads on
+  every core), touching nothing — the ceiling;
+* focusmon's pipeline (decode thread + scoring thread, numba-cpu on one thread, all six
+  measures);
+* the same with PyAV's gray conversion instead of the luma plane view;
+* a naive loop decoding and scoring on one thread;
+* keyframes-only mode (clip frames covered per second, and frames analysed).
+
+Run: ``python bench/bench_pipeline.py`` (``--quick`` for a shorter clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import skimage.data
+
+from focusmon import kernels
+from focusmon.measures import score_frame
+from focusmon.pipeline import score_source
+from focusmon.source import LumaFrame, Source, SourceOptions, SourceState, open_source
+
+FPS = 25
+GOP = 50
+
+
+def make_clip(path: Path, seconds: float, size: tuple[int, int] = (1920, 1080)) -> Path:
+    """Photographs side by side, panned and slowly zoomed, in H.264 (x264 veryfast)."""
+    tiles = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    tiles = [cv2.resize(t, (900, 900), interpolation=cv2.INTER_CUBIC) for t in tiles]
+    scene = np.hstack(tiles)  # 2700 x 900 RGB
+    scene = cv2.resize(scene, (3600, 1200), interpolation=cv2.INTER_CUBIC)
+    width, height = size
+    frames = round(seconds * FPS)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "g": str(GOP)}
+        for i in range(frames):
+            t = i / FPS
+            zoom = 1.0 + 0.1 * np.sin(2 * np.pi * t / 8)
+            x0 = (scene.shape[1] - width * zoom) * (0.5 + 0.5 * np.sin(2 * np.pi * t / 10))
+            y0 = (scene.shape[0] - height * zoom) / 2
+            warp = np.float32([[zoom, 0, x0], [0, zoom, y0]])
+            view = cv2.warpAffine(
+                scene, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            )
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(view, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def decode_only(clip: Path, *, threaded: bool) -> int:
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        if threaded:
+            stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+
+
+def pipeline(clip: Path, options: SourceOptions | None = None) -> int:
+    with kernels.get("numba-cpu", threads=1) as backend:
+        source = open_source(str(clip), options)
+        for _ in score_source(source, backend):
+            pass
+    return source.stats.decoded
+
+
+class GrayConvertingSource(Source):
+    """The file source, but with PyAV's ``to_ndarray(format="gray")`` for the luma."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.name = str(path)
+
+    def __iter__(self) -> Iterator[LumaFrame]:
+        self._enter(SourceState.UP)
+        with av.open(self.name) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                if self.stopping:
+                    return
+                self.stats.decoded += 1
+                yield LumaFrame(frame.to_ndarray(format="gray"), index, frame.time)
+
+
+def pipeline_gray(clip: Path) -> int:
+    with kernels.get("numba-cpu", threads=1) as backend:
+        source = GrayConvertingSource(clip)
+        for _ in score_source(source, backend):
+            pass
+    return source.stats.decoded
+
+
+def naive_loop(clip: Path) -> int:
+    """Decode and score on the same thread, as a first script would."""
+    n = 0
+    with kernels.get("numba-cpu", threads=1) as backend, av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            plane = frame.planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+            score_frame(backend, rows[:, : frame.width], n, frame.time)
+            n += 1
+    return n
+
+
+def rate(run: Callable[[], int], frames_in_clip: int, repeats: int) -> tuple[float, int]:
+    """Median clip frames per second over ``repeats`` runs, and what one run returned."""
+    rates, result = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        rates.append(frames_in_clip / (time.perf_counter() - start))
+    return statistics.median(rates), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 4 s clip, 2 repeats")
+    parser.add_argument("--clip", type=Path, help="use this clip instead of making one")
+    args = parser.parse_args()
+    seconds, repeats = (4.0, 2) if args.quick else (12.0, 3)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = args.clip or make_clip(Path(tmp) / "clip.mp4", seconds)
+        with av.open(str(clip)) as c:
+            s = c.streams.video[0]
+            total, size = sum(1 for _ in c.demux(s) if _.size), f"{s.width}x{s.height}"
+        pipeline(clip)  # compile and cache the kernel, warm the page cache
+
+        rows: list[tuple[str, float, str]] = []
+        slice_fps, _ = rate(lambda: decode_only(clip, threaded=False), total, repeats)
+        best, _ = rate(lambda: decode_only(clip, threaded=True), total, repeats)
+        rows.append(("decode only, PyAV default (slice threads)", slice_fps, ""))
+        rows.append(("decode only, frame threads (the ceiling)", best, ""))
+        fps, _ = rate(lambda: pipeline(clip), total, repeats)
+        rows.append(("focusmon pipeline, six measures", fps, ""))
+        fps, _ = rate(lambda: pipeline_gray(clip), total, repeats)
+        rows.append(("same, PyAV gray conversion", fps, ""))
+        fps, _ = rate(lambda: naive_loop(clip), total, repeats)
+        rows.append(("naive loop, decode + score on one thread", fps, ""))
+        keyframes = SourceOptions(keyframes_only=True)
+        fps, decoded = rate(lambda: pipeline(clip, keyframes), total, repeats)
+        rows.append(("keyframes only", fps, f"{decoded} of {total} frames analysed"))
+
+    print(f"# Pipeline, {size} H.264 ({total} frames, GOP {GOP}), {platform.processor() or ''}")
+    print(f"# {len(os.sched_getaffinity(0))} cores, PyAV {av.__version__}\n")
+    print("| run | clip frames/s | × decode ceiling | note |")
+    print("|---|---:|---:|---|")
+    for name, fps, note in rows:
+        print(f"| {name} | {fps:.0f} | {fps / best:.2f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

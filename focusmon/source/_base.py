@@ -1,0 +1,300 @@
+"""What every source shares: its options, counters and state, and the decode loop."""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import av
+
+from .._errors import ConfigError, SourceError
+from ._frame import LumaFrame, Timeline, luma_of
+
+#: Consecutive packets that fail to decode, with no frame in between, before a stream is
+#: declared undecodable rather than damaged.
+MAX_UNDECODABLE_RUN = 64
+
+
+class SourceState(str, enum.Enum):
+    """Where a source is. Live sources cycle through all of them; files go up, then ended."""
+
+    CONNECTING = "connecting"
+    UP = "up"
+    STALLED = "stalled"  # connected, but no frame for `SourceOptions.stall_s`
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to open and decode a source. Every field has a default that suits a file.
+
+    Attributes
+    ----------
+    every : int
+        Analyse every Nth decoded frame.
+    max_fps : float or None
+        Analyse at most this many frames per second of stream time.
+    keyframes_only : bool
+        Let the decoder skip every frame but keyframes (cheap checks of many cameras).
+    decoder_threads : int
+        Decoder threads; 0 lets FFmpeg use one per core.
+    timeout_s : float
+        Live sources: a read that waits longer is a disconnect.
+    open_timeout_s : float or None
+        Live sources: how long opening may take (default `timeout_s`).
+    stall_s : float or None
+        Live sources: no frame for this long is `stalled` (default half of `timeout_s`).
+    rtsp_transport : {"tcp", "udp"}
+        RTSP's media transport.
+    format : str or None
+        Force FFmpeg's demuxer (e.g. ``mpjpeg`` for an MJPEG camera).
+    ffmpeg_options : mapping of str to str
+        Extra options for FFmpeg; the names are checked (FFmpeg ignores unknown ones).
+    reconnect_initial_s, reconnect_max_s : float
+        Live sources: the first and the largest wait between reconnection attempts.
+    reconnect_attempts : int or None
+        Live sources: give up after this many failed attempts in a row (None: never).
+    retry_first_connect : bool
+        Live sources: keep trying when the very first connection fails (a service) rather
+        than raise at once (a command).
+    """
+
+    every: int = 1
+    max_fps: float | None = None
+    keyframes_only: bool = False
+    decoder_threads: int = 0
+    timeout_s: float = 10.0
+    open_timeout_s: float | None = None
+    stall_s: float | None = None
+    rtsp_transport: str = "tcp"
+    format: str | None = None
+    ffmpeg_options: Mapping[str, str] = field(default_factory=dict)
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    reconnect_attempts: int | None = None
+    retry_first_connect: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("every", self.every, 1)
+        _check_int("decoder_threads", self.decoder_threads, 0)
+        if self.reconnect_attempts is not None:
+            _check_int("reconnect_attempts", self.reconnect_attempts, 0)
+        for name in ("max_fps", "open_timeout_s", "stall_s"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        for name in ("timeout_s", "reconnect_initial_s", "reconnect_max_s"):
+            _check_positive(name, getattr(self, name))
+        if self.rtsp_transport not in ("tcp", "udp"):
+            raise ConfigError(
+                f"`rtsp_transport` must be 'tcp' or 'udp', got {self.rtsp_transport!r}"
+            )
+
+    @property
+    def open_timeout(self) -> float:
+        return self.open_timeout_s if self.open_timeout_s is not None else self.timeout_s
+
+    @property
+    def stall_after(self) -> float:
+        return self.stall_s if self.stall_s is not None else self.timeout_s / 2
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"`{name}` must be an integer >= {low}, got {value!r}")
+
+
+def _check_positive(name: str, value: object) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"`{name}` must be a number > 0, got {value!r}")
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """A source's counters. Written by the thread that decodes; others only read them."""
+
+    decoded: int = 0  # frames out of the decoder
+    analysed: int = 0  # frames scored (counted by the pipeline)
+    dropped: int = 0  # live frames replaced by a newer one before they were scored
+    corrupt: int = 0  # frames the decoder marked corrupt, skipped
+    undecodable: int = 0  # packets the decoder rejected, skipped
+    reconnects: int = 0
+    last_frame_at: float | None = None  # time.monotonic() of the last decoded frame
+
+
+class Source:
+    """Frames from one input. Iterate it once, on one thread; use it as a context manager.
+
+    ``close()`` may be called from another thread: it asks the iteration to stop (at the
+    next frame, or within the read timeout of a live source) and releases the input.
+    """
+
+    name: str = "source"
+    live: bool = False  # frames arrive in real time: keep the newest, drop the rest
+    total: int | None = None  # frames expected, when known (for progress)
+
+    def __init__(self, options: SourceOptions | None = None, *, clock=time.monotonic) -> None:
+        self.options = options or SourceOptions()
+        self.stats = SourceStats()
+        self._clock: Callable[[], float] = clock
+        self._stop = threading.Event()
+        self._state = SourceState.CONNECTING
+        self._state_since = clock()
+        self._timeline = Timeline()
+        self._period = 1.0 / self.options.max_fps if self.options.max_fps else 0.0
+        self._next_due = -math.inf
+
+    def _keep(self, index: int, t: float | None) -> bool:
+        """Whether the frame at ``index`` and time ``t`` is analysed (every N, max fps)."""
+        if index % self.options.every:
+            return False
+        if self._period and t is not None:
+            if t < self._next_due - 1e-6:
+                return False
+            due = self._next_due + self._period
+            self._next_due = due if due > t else t + self._period  # resync after a gap
+        return True
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SourceState:
+        """The state now; `UP` turns `STALLED` once no frame has come for ``stall_s``."""
+        state = self._state
+        if state is SourceState.UP and self.live:
+            last = max(self.stats.last_frame_at or -math.inf, self._state_since)
+            if self._clock() - last > self.options.stall_after:
+                return SourceState.STALLED
+        return state
+
+    def _enter(self, state: SourceState) -> None:
+        self._state, self._state_since = state, self._clock()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[LumaFrame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the iteration and release the input. Safe to call twice, from any thread."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- decoding -----------------------------------------------------------------------
+
+    def _decode(self, container: av.container.InputContainer) -> Iterator[LumaFrame]:
+        """The kept frames of ``container``'s first video stream, until its end.
+
+        Corrupt frames and packets the decoder rejects are counted and skipped. A demuxer
+        error (a cut connection, a read timeout) raises SourceError.
+        """
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        stream.thread_type = "AUTO"  # frame threads: slice threading leaves cores idle
+        context.thread_count = self.options.decoder_threads
+        if self.options.keyframes_only:
+            context.skip_frame = "NONKEY"
+        rate = stream.average_rate or stream.guessed_rate
+        timeline = self._timeline  # one per source: continuous across reconnects
+        timeline.set_step(1.0 / float(rate) if rate else None)
+        stats, keep, clock, stop = self.stats, self._keep, self._clock, self._stop
+        failed_run = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                raise SourceError(_read_error(exc, self.options.timeout_s)) from exc
+            if stop.is_set():
+                return
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                # Damaged data: FFmpeg's decoder resumes at the next packet.
+                stats.undecodable += 1
+                failed_run += 1
+                if failed_run >= MAX_UNDECODABLE_RUN and not stats.decoded:
+                    raise SourceError(f"cannot decode {self.name}: {exc}") from exc
+                continue
+            failed_run = 0
+            for frame in frames:
+                index = stats.decoded
+                stats.decoded = index + 1
+                now = clock()
+                stats.last_frame_at = now
+                if frame.is_corrupt:
+                    stats.corrupt += 1
+                    continue
+                t = timeline.time_of(frame.time, now)
+                if keep(index, t):
+                    luma, scale, offset = luma_of(frame)
+                    yield LumaFrame(luma, index, t, scale, offset, now)
+
+
+def _read_error(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, av.error.ExitError | TimeoutError):
+        return f"no data for {timeout_s:g} s"
+    return f"read failed: {exc}"
+
+
+class VideoFileSource(Source):
+    """A file in any container and codec PyAV opens. Never drops a frame."""
+
+    def __init__(self, path: str, options: SourceOptions | None = None) -> None:
+        super().__init__(options)
+        self.name = path
+        fmt = self.options.format
+        try:
+            self._container = av.open(path, format=fmt, options=dict(self.options.ffmpeg_options))
+        except av.error.FileNotFoundError as exc:
+            raise SourceError(f"no such file: {path}") from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"cannot open {path}: {_ffmpeg_message(exc)}") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"{path} has no video stream")
+        self.total = self._container.streams.video[0].frames or None
+        self._iterating = False
+
+    def __iter__(self) -> Iterator[LumaFrame]:
+        self._iterating = True
+        self._enter(SourceState.UP)
+        try:
+            yield from self._decode(self._container)
+            if not self.stats.decoded and not self.stopping:
+                raise SourceError("no frame could be decoded")
+        except SourceError as exc:
+            raise SourceError(
+                f"{self.name}: decoding stopped at frame {self.stats.decoded}: {exc}"
+            ) from exc
+        finally:
+            self._container.close()
+            self._enter(SourceState.ENDED)
+
+    def close(self) -> None:
+        super().close()
+        if not self._iterating:  # an iteration closes its own container, on its thread
+            self._container.close()
+
+
+def _ffmpeg_message(exc: BaseException) -> str:
+    """FFmpeg's reason without the file name PyAV appends."""
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return exc.strerror
+    return str(exc)

@@ -1,0 +1,143 @@
+"""A decoded frame's luma, its units, and a timeline that never runs backwards."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from .._errors import SourceError
+
+# Pixel formats whose plane 0 is the luma, stored one sample per item.
+_LUMA8 = re.compile(r"^(yuvj?|yuva)(420|422|444|440|411|410)p$|^nv(12|21|16|24|42)$|^gray$")
+_LUMA16_LSB = re.compile(
+    r"^(yuvj?|yuva)(420|422|444|440)p(9|10|12|14|16)le$|^gray(9|10|12|14|16)le$"
+)
+_LUMA16_MSB = re.compile(r"^p[024](10|12|16)le$")  # P010 & co: samples in the high bits
+_AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
+_U16 = np.dtype("<u2")
+
+
+@dataclass(frozen=True, slots=True)
+class LumaFrame:
+    """One decoded frame's luma and where it sits in the stream.
+
+    Attributes
+    ----------
+    luma : ndarray, (H, W), uint8 or uint16
+        A view of the decoder's plane (rows may be padded), or a converted copy.
+    index : int
+        Decode-order index, from 0, counting every decoded frame (skipped ones too).
+    pts : float or None
+        Presentation time in seconds, never decreasing; derived from the frame rate where
+        the stream has none. None only for still images.
+    scale, offset : float
+        ``(sample - offset) * scale`` is the sample in 8-bit full-range grey levels.
+    arrival : float or None
+        ``time.monotonic()`` when the decoder delivered the frame (live sources).
+    """
+
+    luma: np.ndarray
+    index: int
+    pts: float | None
+    scale: float = 1.0
+    offset: float = 0.0
+    arrival: float | None = None
+
+
+def range_mapping(bits: int, full_range: bool) -> tuple[float, float]:
+    """``(scale, offset)`` taking ``bits``-bit samples to 8-bit full-range grey levels.
+
+    Limited ("video", MPEG) range puts black at 16 and white at 235, times 2**(bits - 8).
+    """
+    if full_range:
+        return 255.0 / (2**bits - 1), 0.0
+    step = 2 ** (bits - 8)
+    return 255.0 / (219 * step), 16.0 * step
+
+
+@functools.lru_cache(maxsize=64)
+def _luma_layout(name: str) -> tuple[str, int]:
+    """How to read the luma of pixel format ``name``: (kind, sample bits). Per format, not
+    per frame: the decoder thread's Python work per frame is kept small."""
+    components = av.VideoFormat(name).components
+    if _LUMA8.match(name):
+        return "view", 8
+    if _LUMA16_LSB.match(name):
+        return "view16", components[0].bits
+    if _LUMA16_MSB.match(name):
+        return "view16", 16
+    return "convert", 16 if max(c.bits for c in components) > 8 else 8
+
+
+def luma_of(frame: av.VideoFrame) -> tuple[np.ndarray, float, float]:
+    """The luma of a decoded frame as ``(array, scale, offset)``.
+
+    A strided view of plane 0 for planar YUV, NV12-style and gray formats of 8 to 16 bits;
+    any other format (RGB, palette, packed YUV, big-endian) is converted to gray once.
+
+    Raises
+    ------
+    SourceError
+        If the frame's format cannot be converted to gray.
+    """
+    name = frame.format.name
+    kind, bits = _luma_layout(name)
+    if name.startswith("gray"):
+        full = frame.color_range != _AVCOL_RANGE_MPEG
+    else:
+        full = frame.color_range == _AVCOL_RANGE_JPEG or name.startswith("yuvj")
+    if kind == "view":
+        return _plane_view(frame, np.uint8), *range_mapping(8, full)
+    if kind == "view16":
+        return _plane_view(frame, _U16), *range_mapping(bits, full)
+    try:
+        gray = frame.reformat(format="gray16le" if bits > 8 else "gray")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise SourceError(f"unsupported pixel format {name!r}: {exc}") from exc
+    return _plane_view(gray, _U16 if bits > 8 else np.uint8), *range_mapping(bits, True)
+
+
+def _plane_view(frame: av.VideoFrame, dtype: np.dtype | type) -> np.ndarray:
+    plane = frame.planes[0]
+    dtype = np.dtype(dtype)
+    rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+    return rows[:, : frame.width]
+
+
+class Timeline:
+    """Seconds for each frame of one source, never decreasing.
+
+    Stream time where the frame has it. A frame without (raw H.264, the first RTSP frame)
+    comes one frame interval after the previous one, or, with no known rate, as much later
+    as it arrived. A jump back (a reconnected stream restarting at 0, a broken muxer)
+    shifts the rest of the stream so that time goes on from where it was.
+    """
+
+    def __init__(self, step_s: float | None = None) -> None:
+        self._step: float | None = None
+        self.set_step(step_s)
+        self._last: float | None = None
+        self._last_arrival = 0.0
+        self._shift = 0.0
+
+    def set_step(self, step_s: float | None) -> None:
+        """The frame interval, where known (a reconnected stream may bring a new one)."""
+        self._step = step_s if step_s and step_s > 0 else None
+
+    def time_of(self, pts_s: float | None, arrival: float) -> float:
+        last = self._last
+        if last is None:
+            t = 0.0 if pts_s is None else pts_s
+        elif pts_s is None:
+            t = last + (self._step if self._step else max(arrival - self._last_arrival, 0.0))
+        else:
+            t = pts_s + self._shift
+            if t < last:
+                t = last + (self._step or 0.0)
+                self._shift = t - pts_s
+        self._last, self._last_arrival = t, arrival
+        return t

@@ -1,0 +1,141 @@
+"""Real servers on 127.0.0.1 that tests start, bound in time and always clean up.
+
+See ../shared/TESTING.md: the RTSP camera is Debian's gst-rtsp-server run by the system
+Python (gi is not in a virtual environment); UDP and HTTP senders are the ffmpeg CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+CAMERA_SCRIPT = Path(__file__).with_name("rtsp_camera.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every 50 ms; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def rtsp_server_reason() -> str | None:
+    """Why the RTSP camera cannot run here, or None."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        return f"{SYSTEM_PYTHON} missing"
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0');"
+         "from gi.repository import GstRtspServer"],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    if probe.returncode:
+        return "gst-rtsp-server missing: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0"
+    return None
+
+
+def ffmpeg_reason() -> str | None:
+    return None if shutil.which("ffmpeg") else "the ffmpeg CLI is missing: apt-get install ffmpeg"
+
+
+class Process:
+    """A child in its own session, so a signal reaches it and everything it started."""
+
+    def __init__(self, args: list[str], *, ready_line: str | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        if ready_line is not None:
+            line = _readline(self.proc, timeout_s=15)
+            if line.strip() != ready_line:
+                self.stop()
+                pytest.fail(f"{args[:3]} did not start: {line!r} {self.proc.stderr.read()!r}")
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        self.signal(signal.SIGCONT)  # a stopped process cannot die of SIGTERM
+        self.signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        finally:
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe:
+                    pipe.close()
+
+
+def _readline(proc: subprocess.Popen, timeout_s: float) -> str:
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return result[0] if result else ""
+
+
+@contextmanager
+def rtsp_camera(port: int, launch: str = "", auth: str | None = None) -> Iterator[Process]:
+    """An RTSP camera at ``rtsp://127.0.0.1:{port}/cam`` (``auth`` is ``user:password``)."""
+    args = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), str(port), launch]
+    if auth:
+        args.append(auth)
+    camera = Process(args, ready_line="READY")
+    try:
+        yield camera
+    finally:
+        camera.stop()
+
+
+@contextmanager
+def ffmpeg_sender(*args: str) -> Iterator[Process]:
+    """``ffmpeg -re -stream_loop -1`` with ``args``: a live sender until the block ends."""
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+               "-stream_loop", "-1", *args]  # fmt: skip
+    sender = Process(command)
+    try:
+        yield sender
+    finally:
+        sender.stop()
+
+
+@contextmanager
+def http_folder(root: Path) -> Iterator[str]:
+    """A static HTTP server for ``root`` (HLS playlists, 404s); yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
