@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -16,9 +17,12 @@ from collections.abc import Sequence
 from . import __version__, kernels
 from ._errors import ConfigError, FocusmonError, SourceError
 from ._progress import Progress
+from .kernels import Backend
 from .measures import resolve_backend
-from .pipeline import score_source
-from .source import Source, SourceOptions, open_source
+from .pipeline import BestFrames, StreamSpec, Watcher, score_source
+from .scheduler import SHARPNESS, AlertSettings, PeakTracker, StateChange, find_peak
+from .sinks import EventWriter, FrameSaver
+from .source import Source, SourceOptions, open_source, redact
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -108,6 +112,20 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", default="auto", help="auto (default), " + ", ".join(kernels.names())
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1, metavar="N",
+        help="CPU kernel threads (numba-cpu; default 1, leaving a core to the decoder)",
+    )  # fmt: skip
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"threads": args.threads} if args.backend in ("auto", "numba-cpu") else {}
+
+
 def _source_options(args: argparse.Namespace) -> SourceOptions:
     return SourceOptions(
         every=args.every,
@@ -137,18 +155,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="a video file, an image, a TIFF stack, a folder of images, an rtsp/udp/http URL, "
         "/dev/videoN, or 'demo'",
     )
-    score.add_argument(
-        "--backend", default="auto", help="auto (default), " + ", ".join(kernels.names())
-    )
+    _add_backend_options(score)
     score.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="score only this rectangle")
     score.add_argument(
         "--frames", type=_positive_int, metavar="N", help="stop after N analysed frames"
     )
-    score.add_argument(
-        "--threads", type=_positive_int, default=1, metavar="N",
-        help="CPU kernel threads (numba-cpu; default 1, leaving a core to the decoder)",
-    )  # fmt: skip
     _add_source_options(score)
+
+    peak = commands.add_parser(
+        "peak",
+        help="find the in-focus frame of a focus sweep (a z-stack, a lens sweep)",
+        description="Print one JSON object: best_index (decode-order index of the in-focus "
+        "frame), peak_position (interpolated), measure and the normalised score of each "
+        "analysed frame. On a live source it stops as soon as the curve has passed the peak.",
+    )
+    peak.add_argument("source", help="a video file, a TIFF stack, a folder of images, a URL")
+    peak.add_argument(
+        "--measure", default="tenengrad_nc", choices=SHARPNESS,
+        help="the score to fit (default tenengrad_nc: normalised, noise-compensated)",
+    )  # fmt: skip
+    _add_backend_options(peak)
+    peak.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="score only this rectangle")
+    _add_source_options(peak)
+
+    watch = commands.add_parser(
+        "watch",
+        help="watch streams and report state changes (ok, blurred, obstructed, dark, no_signal)",
+        description="Watch one or more sources until they end (files) or until stopped "
+        "(live sources; SIGINT or SIGTERM). Each state change is logged and, with --events, "
+        "written as one JSON line.",
+    )
+    watch.add_argument("sources", nargs="+", metavar="SOURCE")
+    watch.add_argument(
+        "--name", action="append", default=[], metavar="NAME",
+        help="a name per source, in order (default: the source, credentials redacted)",
+    )  # fmt: skip
+    watch.add_argument(
+        "--events", metavar="PATH", help="append state changes as JSON lines; - for stdout"
+    )
+    watch.add_argument("--save-best", metavar="DIR", help="save each window's sharpest frame here")
+    window = watch.add_mutually_exclusive_group()
+    window.add_argument("--best-every", type=_positive_int, metavar="N", help="window of N frames")
+    window.add_argument(
+        "--best-seconds",
+        type=_positive_float,
+        metavar="T",
+        help="window of T seconds (default 10)",
+    )
+    watch.add_argument(
+        "--best-floor", type=_positive_float, metavar="S",
+        help="save nothing for a window whose best normalised score is below S",
+    )  # fmt: skip
+    _add_backend_options(watch)
+    watch.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="score only this rectangle")
+    alerts = watch.add_argument_group("alerts (defaults need no calibration)")
+    alerts.add_argument(
+        "--blur-threshold", type=_positive_float, metavar="S",
+        help="a fixed threshold on the normalised score instead of the learned baseline",
+    )  # fmt: skip
+    alerts.add_argument("--enter-ratio", type=_positive_float, default=0.5, metavar="R",
+                        help="blurred below R x baseline (default 0.5)")  # fmt: skip
+    alerts.add_argument("--leave-ratio", type=_positive_float, default=0.7, metavar="R",
+                        help="ok again above R x baseline (default 0.7)")  # fmt: skip
+    alerts.add_argument("--min-dwell", type=_positive_float, default=1.0, metavar="S",
+                        help="a new state must hold S seconds (default 1)")  # fmt: skip
+    _add_source_options(watch)
 
     commands.add_parser("backends", help="list the compute backends and whether they can run")
     return parser
@@ -160,18 +231,22 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_score(args: argparse.Namespace) -> int:
-    options = {"threads": args.threads} if args.backend in ("auto", "numba-cpu") else {}
+def _open(args: argparse.Namespace) -> tuple[Backend, Source]:
+    """The backend and the opened source of ``score`` and ``peak``."""
     source_options = _source_options(args)
-    backend = resolve_backend(args.backend, **options)
+    backend = resolve_backend(args.backend, **_backend_options(args))
     try:
-        source = open_source(args.source, source_options)
+        return backend, open_source(args.source, source_options)
     except SourceError as exc:
         backend.close()
         raise _StartError(str(exc)) from None  # PyAV's error may name the URL's credentials
     except BaseException:
         backend.close()
         raise
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    backend, source = _open(args)
     total = -(-source.total // args.every) if source.total else None
     progress = Progress(sys.stderr, "score", args.frames or total)
     out = sys.stdout
@@ -185,6 +260,97 @@ def _cmd_score(args: argparse.Namespace) -> int:
         _report_losses(source)
     out.flush()
     return EXIT_OK
+
+
+def _cmd_peak(args: argparse.Namespace) -> int:
+    backend, source = _open(args)
+    tracker = PeakTracker(measure=args.measure) if source.live else None
+    records = []
+    progress = Progress(sys.stderr, "peak", source.total)
+    try:
+        with source, backend:
+            for record in score_source(source, backend, roi=args.roi):
+                records.append(record)
+                progress.advance()
+                if tracker is not None and tracker.push(record.scores) is not None:
+                    break  # a live sweep: the curve has passed its peak
+    finally:
+        progress.close()
+        _report_losses(source)
+    if not records:
+        raise FocusmonError(f"{source.name}: no frame to find a peak in")
+    peak = find_peak([r.scores for r in records], measure=args.measure)
+    indices = [r.index for r in records]
+    low = min(int(peak.position), len(indices) - 1)
+    high = min(low + 1, len(indices) - 1)
+    position = indices[low] + (peak.position - low) * (indices[high] - indices[low])
+    result = {
+        "best_index": indices[peak.best_index],
+        "peak_position": float(max(min(position, indices[-1]), indices[0])),
+        "measure": peak.measure,
+        "scores": peak.values,
+    }
+    print(json.dumps(result))
+    return EXIT_OK
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    if args.name and len(args.name) != len(args.sources):
+        raise ConfigError(
+            f"--name must be given once per source: {len(args.sources)} sources, "
+            f"{len(args.name)} names"
+        )
+    names = args.name or [redact(s) for s in args.sources]
+    try:
+        alerts = AlertSettings(
+            enter_ratio=args.enter_ratio, leave_ratio=args.leave_ratio,
+            min_dwell_s=args.min_dwell, blur_threshold=args.blur_threshold,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    options = _source_options(args)
+    specs = [
+        StreamSpec(n, s, args.roi, options, alerts)
+        for n, s in zip(names, args.sources, strict=True)
+    ]
+    best = None
+    if args.save_best:
+        window_s = args.best_seconds or (None if args.best_every else 10.0)
+        best = BestFrames(FrameSaver(args.save_best), args.best_every, window_s, args.best_floor)
+    events = EventWriter(args.events) if args.events else None
+    log = logging.getLogger("focusmon")
+
+    def on_change(change: StateChange) -> None:
+        level = logging.INFO if change.state == "ok" else logging.WARNING
+        log.log(
+            level, "%s: %s -> %s at %.2f (score %.4g, baseline %.4g)", change.stream,
+            change.previous, change.state, change.time, change.score, change.baseline,
+        )  # fmt: skip
+        if events is not None:
+            events.write(change.as_dict())
+
+    try:
+        try:
+            watcher = Watcher(
+                specs, backend=args.backend, backend_options=_backend_options(args),
+                on_change=on_change, best=best,
+            )  # fmt: skip
+        except SourceError as exc:
+            raise _StartError(str(exc)) from None
+        stop = lambda *_: watcher.stop()  # noqa: E731
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            watcher.start()
+            while not watcher.wait(0.2):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        if events is not None:
+            events.close()
+    failed = [s for s in watcher.streams if s.error]
+    return EXIT_FAILURE if failed and len(failed) == len(watcher.streams) else EXIT_OK
 
 
 def _report_losses(source: Source) -> None:
@@ -217,7 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="focusmon: %(levelname)s: %(message)s",
     )
-    command = {"score": _cmd_score, "backends": _cmd_backends}[args.command]
+    if args.command == "watch" and not args.debug:
+        logging.getLogger("focusmon").setLevel(logging.INFO)  # a service logs its state changes
+    command = {
+        "score": _cmd_score, "peak": _cmd_peak, "watch": _cmd_watch, "backends": _cmd_backends,
+    }[args.command]  # fmt: skip
     try:
         return command(args)
     except BrokenPipeError:

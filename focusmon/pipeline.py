@@ -12,14 +12,20 @@ so analysis never falls behind real time.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ._errors import ConfigError
 from .kernels import Backend, check_roi
-from .measures import FocusRecord, score_frame
-from .source import LumaFrame, Source
+from .measures import FocusRecord, resolve_backend, score_frame
+from .scheduler import AlertSettings, AlertTracker, BestFrame, BestFramePicker, StateChange
+from .sinks import FrameSaver
+from .source import LumaFrame, Source, SourceOptions, SourceState, open_source
 
 log = logging.getLogger("focusmon.pipeline")
 
@@ -27,6 +33,8 @@ log = logging.getLogger("focusmon.pipeline")
 FILE_QUEUE = 4
 #: Seconds `score_source` waits for its decode thread when it stops early.
 JOIN_TIMEOUT_S = 5.0
+#: A live stream's scorer looks at its source's state after this long without a frame.
+IDLE_S = 0.5
 
 
 class FrameQueue:
@@ -108,11 +116,14 @@ def _decode_into(source: Source, frames: FrameQueue) -> None:
         frames.close()
 
 
-def iter_frames(source: Source, *, queue_size: int = FILE_QUEUE) -> Iterator[LumaFrame]:
+def iter_frames(
+    source: Source, *, queue_size: int = FILE_QUEUE, idle_s: float | None = None
+) -> Iterator[LumaFrame | None]:
     """``source``'s frames, decoded on their own thread.
 
-    Stopping the iteration early (``break``, an error in the loop body) stops the decode
-    thread and closes the source.
+    With ``idle_s``, None is yielded whenever no frame came for that long, so the caller
+    can look at the source's state meanwhile. Stopping the iteration early (``break``, an
+    error in the loop body) stops the decode thread and closes the source.
     """
 
     def count_drop() -> None:
@@ -125,7 +136,14 @@ def iter_frames(source: Source, *, queue_size: int = FILE_QUEUE) -> Iterator[Lum
     )
     thread.start()
     try:
-        while (frame := frames.get()) is not None:
+        while True:
+            try:
+                frame = frames.get(idle_s)
+            except TimeoutError:
+                yield None
+                continue
+            if frame is None:
+                return
             yield frame
     finally:
         source.close()
@@ -172,3 +190,182 @@ def score_source(
         yield record
         if max_frames is not None and stats.analysed >= max_frames:
             return
+
+
+# -- watching many streams --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream to watch: its name, what to open and how to judge it."""
+
+    name: str
+    source: str
+    roi: tuple[int, int, int, int] | None = None
+    options: SourceOptions = field(default_factory=SourceOptions)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
+
+@dataclass
+class StreamStatus:
+    """What is known of one watched stream now (read by other threads: metrics, tests)."""
+
+    spec: StreamSpec
+    source: Source
+    tracker: AlertTracker
+    last: FocusRecord | None = None
+    error: str | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class BestFrames:
+    """Where and how often to save the sharpest frame of each stream."""
+
+    saver: FrameSaver
+    window_frames: int | None = None
+    window_s: float | None = None
+    floor: float | None = None
+
+
+class Watcher:
+    """Watches streams, each on its own threads, until they end or `stop` is called.
+
+    Sources are opened by the constructor, so a missing file or a bad option fails before
+    anything starts (live sources keep retrying instead). Each stream then runs on a
+    decode thread and a scoring thread; a stream that fails is logged and marked, and the
+    others go on.
+
+    Parameters
+    ----------
+    specs : list of StreamSpec
+    backend : str
+        The kernel backend name; each stream thread makes its own instance.
+    backend_options : mapping
+        Options for the backend (``threads=``).
+    on_change : callable
+        Called with each `StateChange`, from the stream's thread.
+    best : BestFrames, optional
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[StreamSpec],
+        *,
+        backend: str = "auto",
+        backend_options: Mapping[str, object] | None = None,
+        on_change: Callable[[StateChange], None],
+        best: BestFrames | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stream names must be unique, got {names}")
+        self._backend_options = dict(backend_options or {})
+        with resolve_backend(backend, **self._backend_options) as chosen:  # fail now, once
+            self._backend = chosen.name  # `auto` decided (and logged) once, not per stream
+            accepted = inspect.signature(type(chosen)).parameters
+            self._backend_options = {
+                k: v for k, v in self._backend_options.items() if k in accepted
+            }
+        self._on_change, self._best = on_change, best
+        self._clock = clock
+        self._epoch = wall_clock() - clock()  # live events carry Unix time
+        self._stop = threading.Event()
+        self.streams: list[StreamStatus] = []
+        try:
+            for spec in specs:
+                options = dataclasses.replace(spec.options, retry_first_connect=True)
+                source = open_source(spec.source, options)
+                self.streams.append(
+                    StreamStatus(spec, source, AlertTracker(spec.name, spec.alerts))
+                )
+        except BaseException:
+            for status in self.streams:
+                status.source.close()
+            raise
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for status in self.streams:
+            thread = threading.Thread(
+                target=self._run, args=(status,), name=f"score {status.spec.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Ask every stream to stop (safe from a signal handler)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the streams to end; True if they all have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            thread.join(remaining)
+        return not any(t.is_alive() for t in self._threads)
+
+    def _run(self, status: StreamStatus) -> None:
+        spec, source, tracker = status.spec, status.source, status.tracker
+        picker = None
+        if self._best is not None:
+            picker = BestFramePicker(
+                window_frames=self._best.window_frames, window_s=self._best.window_s,
+                floor=self._best.floor,
+            )  # fmt: skip
+        started = self._clock()
+        try:
+            with resolve_backend(self._backend, **self._backend_options) as backend:
+                for frame in iter_frames(source, idle_s=IDLE_S if source.live else None):
+                    if self._stop.is_set():
+                        break
+                    if frame is None:  # nothing for a while: is the camera gone?
+                        if self._lost(source, started):
+                            self._emit(tracker.no_signal(self._clock() + self._epoch))
+                        continue
+                    record = score_frame(
+                        backend, frame.luma, frame.index, frame.pts, roi=spec.roi,
+                        scale=frame.scale, offset=frame.offset,
+                    )  # fmt: skip
+                    source.stats.analysed += 1
+                    status.last = record
+                    when = self._time_of(frame, source)
+                    self._emit(tracker.update(record.scores, when))
+                    if picker is not None:
+                        self._save(spec.name, picker.push(
+                            frame.index, when, record.scores, frame.luma, frame.scale,
+                            frame.offset,
+                        ))  # fmt: skip
+            if picker is not None:
+                self._save(spec.name, picker.flush())
+        except Exception as exc:  # one stream's failure must not stop the others
+            status.error = str(exc)
+            log.error("%s: stopped: %s", spec.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        finally:
+            source.close()
+            status.done = True
+
+    def _lost(self, source: Source, started: float) -> bool:
+        """No signal: stalled, reconnecting, or still not connected after the open timeout
+        (a camera that is merely starting up is not an alarm)."""
+        state = source.state
+        if state is SourceState.CONNECTING:
+            return self._clock() - started > source.options.open_timeout
+        return state in (SourceState.STALLED, SourceState.RECONNECTING)
+
+    def _time_of(self, frame: LumaFrame, source: Source) -> float:
+        if source.live and frame.arrival is not None:
+            return frame.arrival + self._epoch
+        return frame.pts if frame.pts is not None else float(frame.index)
+
+    def _emit(self, change: StateChange | None) -> None:
+        if change is not None:
+            self._on_change(change)
+
+    def _save(self, stream: str, best: BestFrame | None) -> None:
+        if best is None or self._best is None:
+            return
+        scores = best.scores.as_dict() if hasattr(best.scores, "as_dict") else {}
+        self._best.saver.save(stream, best.index, best.time, best.luma, scores)

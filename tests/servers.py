@@ -96,6 +96,16 @@ def _readline(proc: subprocess.Popen, timeout_s: float) -> str:
     return result[0] if result else ""
 
 
+def camera_launch(pattern: str = "ball", size: str = "320x240", fps: int = 25) -> str:
+    """A gst-rtsp-server launch line: a live ``videotestsrc`` pattern in H.264."""
+    width, height = size.split("x")
+    return (
+        f"( videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={width},"
+        f"height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast "
+        "key-int-max=25 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+
+
 @contextmanager
 def rtsp_camera(port: int, launch: str = "", auth: str | None = None) -> Iterator[Process]:
     """An RTSP camera at ``rtsp://127.0.0.1:{port}/cam`` (``auth`` is ``user:password``)."""

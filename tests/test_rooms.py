@@ -15,7 +15,10 @@ FORBIDDEN = {
     "focusmon/source*/*.py": {"focusmon.kernels", "focusmon.scheduler", "focusmon.sinks",
                             "prometheus_client", "numba", "cupy"},
     "focusmon/measure*.py": {"av", "prometheus_client"},
-    "focusmon/scheduler*.py": {"av", "focusmon.kernels", "prometheus_client", "time"},
+    "focusmon/scheduler*/*.py": {"av", "focusmon.kernels", "prometheus_client", "time",
+                                 "focusmon.source", "focusmon.sinks", "focusmon.pipeline"},
+    "focusmon/sinks/*.py": {"focusmon.kernels", "focusmon.scheduler", "focusmon.measures",
+                            "av"},
     "focusmon/cli*.py": {"av", "numba", "cupy"},
 }  # fmt: skip
 # numba and cupy only inside the backend modules that need them

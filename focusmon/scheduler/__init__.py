@@ -1,0 +1,35 @@
+"""Decisions from scores: recent records, the sharpest frames, the focus peak, alert states.
+
+Everything here is driven by the records handed in, with their time; nothing reads a clock,
+opens a source or calls a kernel, so each policy can be tested frame by frame.
+
+* `normalised_sharpness` — the one documented function from measures to a decision score.
+* `RecordRing`, `FrameSlots` — fixed-capacity storage, no allocation per frame.
+* `BestFramePicker` — the sharpest frame of every window of N frames or T seconds.
+* `find_peak`, `PeakTracker` — the in-focus frame of a focus sweep, after or during it.
+* `AlertTracker` — a stream's state: ok, blurred, obstructed, dark or no_signal.
+"""
+
+from __future__ import annotations
+
+from ._alerts import STATES, AlertSettings, AlertTracker, StateChange
+from ._best import BestFrame, BestFramePicker
+from ._peak import Peak, PeakTracker, find_peak
+from ._ring import FrameSlots, RecordRing
+from ._score import SHARPNESS, normalised_sharpness
+
+__all__ = [
+    "SHARPNESS",
+    "STATES",
+    "AlertSettings",
+    "AlertTracker",
+    "BestFrame",
+    "BestFramePicker",
+    "FrameSlots",
+    "Peak",
+    "PeakTracker",
+    "RecordRing",
+    "StateChange",
+    "find_peak",
+    "normalised_sharpness",
+]

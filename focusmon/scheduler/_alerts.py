@@ -1,0 +1,273 @@
+"""Per-stream alert states: ok, blurred, obstructed, dark, no_signal.
+
+Time comes in with each frame (stream time for files, arrival time for live streams); this
+module never reads a clock, so it can be driven by tests frame by frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ._score import Scores, normalised_sharpness
+
+STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
+#: Light levels are half an octave of mean grey level wide; the stream leaves its current
+#: level only when the mean is this many half-octaves from the level's centre.
+LEVEL_HYSTERESIS = 0.8
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """How a stream decides its state. The defaults need no calibration per camera.
+
+    Attributes
+    ----------
+    measure : str
+        The measure whose normalised value (`normalised_sharpness`) is compared.
+    enter_ratio, leave_ratio : float
+        `blurred` starts when the score falls below ``enter_ratio`` × the stream's baseline
+        and ends when it is back above ``leave_ratio`` × baseline (hysteresis).
+    min_dwell_s : float
+        A new condition must hold this long before the state changes (no flapping).
+    dark_mean : float
+        Mean grey level (8-bit units) below which there is too little light to judge.
+    obstructed_std : float
+        Contrast (std, 8-bit units) below which a lit frame is flat: a covered lens.
+    obstructed_ratio : float
+        Or: contrast below this fraction of the baseline's contrast, while the score is
+        below ``enter_ratio`` × baseline, is a covered lens rather than a blur.
+    learn_s : float
+        Seconds of frames at a new light level from which its baseline is learned.
+    baseline_tau_s : float
+        Time constant with which a known baseline follows slow changes of the scene.
+    blur_threshold : float or None
+        A fixed threshold on the normalised score instead of the learned baseline, for
+        users who want one.
+    """
+
+    measure: str = "tenengrad"
+    enter_ratio: float = 0.5
+    leave_ratio: float = 0.7
+    min_dwell_s: float = 1.0
+    dark_mean: float = 20.0
+    obstructed_std: float = 4.0
+    obstructed_ratio: float = 0.3
+    learn_s: float = 3.0
+    baseline_tau_s: float = 120.0
+    blur_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        names = ("enter_ratio", "leave_ratio", "min_dwell_s", "dark_mean", "obstructed_std",
+                 "obstructed_ratio", "learn_s", "baseline_tau_s")  # fmt: skip
+        for name in names:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        if not 0 < self.enter_ratio <= self.leave_ratio:
+            raise ValueError(
+                f"`enter_ratio` must be > 0 and <= `leave_ratio`, got {self.enter_ratio!r} "
+                f"and {self.leave_ratio!r}"
+            )
+        if self.blur_threshold is not None and not (
+            math.isfinite(self.blur_threshold) and self.blur_threshold > 0
+        ):
+            raise ValueError(f"`blur_threshold` must be a number > 0, got {self.blur_threshold!r}")
+        normalised_sharpness(_ZERO, self.measure)  # checks the name
+
+
+@dataclass(frozen=True)
+class _Zero:
+    laplacian_var: float = 0.0
+    tenengrad: float = 0.0
+    sobel_mean: float = 0.0
+    haar_energy: float = 0.0
+    mean: float = 0.0
+    std: float = 0.0
+
+
+_ZERO = _Zero()
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One line of ``--events``: a stream entered ``state`` at ``time``."""
+
+    stream: str
+    time: float
+    state: str
+    previous: str
+    score: float
+    baseline: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "stream": self.stream, "time": self.time, "state": self.state,
+            "previous": self.previous, "score": self.score, "baseline": self.baseline,
+        }  # fmt: skip
+
+
+class _Baseline:
+    """What sharpness is normal for the stream at one light level."""
+
+    __slots__ = ("contrast", "learned_s", "samples", "value")
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.contrast = 0.0
+        self.samples: list[tuple[float, float]] = []  # (score, std) while learning
+        self.learned_s = 0.0
+
+
+class AlertTracker:
+    """The alert state of one stream, from its frames' scores.
+
+    Parameters
+    ----------
+    stream : str
+        The stream's name, carried into each `StateChange`.
+    settings : AlertSettings, optional
+
+    Notes
+    -----
+    *Baseline.* Sharpness depends on the scene, so the stream learns what is normal: the
+    median normalised score of its first ``learn_s`` seconds, then an exponential average
+    with time constant ``baseline_tau_s`` over frames judged `ok`.
+
+    *Light.* A camera at night is darker, noisier and smoothed by its noise reduction:
+    its sharpness is not the day's. Baselines are therefore kept per light level (half an
+    octave of mean grey level each). A gradual change (dusk) carries the neighbouring
+    level's baseline along; an abrupt one (lights off, IR switch) meets a level without a
+    baseline and learns one — during which nothing is judged blurred. Too little light
+    (``dark_mean``) is `dark`, where nothing is judged at all.
+
+    *Decisions.* Each frame yields a candidate: `dark`, `obstructed` (a lit but flat
+    frame: a covered lens), `blurred` (score below ``enter_ratio`` × baseline, or below
+    ``leave_ratio`` × baseline while already blurred) or `ok`. The state follows a
+    candidate only once it has held for ``min_dwell_s``.
+    """
+
+    def __init__(self, stream: str, settings: AlertSettings | None = None) -> None:
+        self.stream = stream
+        self.settings = settings or AlertSettings()
+        self.state = "ok"
+        self.score = 0.0
+        self.baseline = 0.0
+        self._levels: dict[int, _Baseline] = {}
+        self._key: int | None = None
+        self._candidate = "ok"
+        self._candidate_since: float | None = None
+        self._last_time: float | None = None
+
+    # -- public ---------------------------------------------------------------------------
+
+    def update(self, scores: Scores, time_s: float) -> StateChange | None:
+        """Take one frame's scores at ``time_s``; a `StateChange` if the state changed."""
+        dt = 0.0 if self._last_time is None else max(time_s - self._last_time, 0.0)
+        self._last_time = time_s
+        candidate = self._judge(scores, dt)
+        return self._settle(candidate, time_s)
+
+    def no_signal(self, time_s: float) -> StateChange | None:
+        """The source is stalled or disconnected: `no_signal` at once."""
+        self._candidate, self._candidate_since = "no_signal", time_s
+        return self._change("no_signal", time_s)
+
+    # -- judging one frame ----------------------------------------------------------------
+
+    def _judge(self, scores: Scores, dt: float) -> str:
+        s = self.settings
+        mean, std = _finite(scores.mean), _finite(scores.std)
+        score = normalised_sharpness(scores, s.measure)
+        self.score = score
+        if mean < s.dark_mean:
+            return "dark"
+        if std < s.obstructed_std:
+            return "obstructed"
+        level = self._level_of(mean)
+        baseline = level.value
+        if s.blur_threshold is not None:  # the user's own level: below it is blurred
+            self.baseline = s.blur_threshold
+            return "ok" if score >= s.blur_threshold else "blurred"
+        if baseline is None:
+            baseline = self._neighbour_baseline(mean)
+            if baseline is None:
+                self._learn(level, score, std, dt)
+                self.baseline = 0.0
+                return "ok"  # a light level not seen before: nothing to compare with yet
+            level.value, level.contrast = baseline
+        self.baseline = level.value
+        candidate = self._blur_candidate(score, level.value, std, level.contrast)
+        if candidate == "ok" and self.state == "ok":
+            # Follow slow changes of the scene; never learn from a blurred or covered view.
+            alpha = min(dt / s.baseline_tau_s, 1.0) if s.baseline_tau_s > 0 else 1.0
+            level.value += alpha * (score - level.value)
+            level.contrast += alpha * (std - level.contrast)
+        return candidate
+
+    def _blur_candidate(
+        self, score: float, baseline: float, std: float, contrast: float | None
+    ) -> str:
+        s = self.settings
+        limit = s.leave_ratio if self.state == "blurred" else s.enter_ratio
+        if score >= limit * baseline:
+            return "ok"
+        if contrast and std < s.obstructed_ratio * contrast:
+            return "obstructed"
+        return "blurred"
+
+    def _level_of(self, mean: float) -> _Baseline:
+        octaves = 2 * math.log2(max(mean, 1e-3))
+        key = round(octaves)
+        if self._key is not None and abs(octaves - self._key) < LEVEL_HYSTERESIS:
+            key = self._key  # a mean near a boundary must not split the learning in two
+        self._key = key
+        level = self._levels.get(key)
+        if level is None:
+            level = self._levels[key] = _Baseline()
+        return level
+
+    def _neighbour_baseline(self, mean: float) -> tuple[float, float] | None:
+        key = round(2 * math.log2(max(mean, 1e-3)))
+        for k in (key - 1, key + 1):
+            near = self._levels.get(k)
+            if near is not None and near.value is not None:
+                return near.value, near.contrast
+        return None
+
+    def _learn(self, level: _Baseline, score: float, std: float, dt: float) -> None:
+        level.samples.append((score, std))
+        level.learned_s += dt
+        if level.learned_s >= self.settings.learn_s and len(level.samples) >= 3:
+            scores = sorted(v for v, _ in level.samples)
+            stds = sorted(c for _, c in level.samples)
+            level.value = scores[len(scores) // 2]
+            level.contrast = stds[len(stds) // 2]
+            level.samples = []
+
+    # -- changing state -------------------------------------------------------------------
+
+    def _settle(self, candidate: str, time_s: float) -> StateChange | None:
+        if candidate != self._candidate:
+            self._candidate, self._candidate_since = candidate, time_s
+        if candidate == self.state:
+            return None
+        since = self._candidate_since if self._candidate_since is not None else time_s
+        if self.state == "no_signal" or time_s - since >= self.settings.min_dwell_s:
+            return self._change(candidate, time_s)
+        return None
+
+    def _change(self, state: str, time_s: float) -> StateChange | None:
+        if state == self.state:
+            return None
+        change = StateChange(
+            self.stream, float(time_s), state, self.state, _finite(self.score),
+            _finite(self.baseline),
+        )  # fmt: skip
+        self.state = state
+        return change
+
+
+def _finite(value: float) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else 0.0

@@ -1,0 +1,164 @@
+"""Finding the in-focus frame of a focus sweep, robustly and to a fraction of a frame."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._score import Scores, normalised_sharpness
+
+#: Half-width of the running mean that picks the region of the maximum (frames).
+SMOOTH = 1
+#: The top of the curve is what lies above this fraction of the peak's height over the floor.
+TOP_FRACTION = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Peak:
+    """The in-focus frame of a sweep.
+
+    Attributes
+    ----------
+    best_index : int
+        Position in the sweep (0-based) of the frame nearest the peak.
+    position : float
+        The peak's interpolated position, in frames.
+    measure : str
+        The measure the normalised score was made from.
+    values : list of float
+        The normalised score of every frame, in sweep order.
+    """
+
+    best_index: int
+    position: float
+    measure: str
+    values: list[float]
+
+
+def find_peak(scores: Sequence[Scores], *, measure: str = "tenengrad_nc") -> Peak:
+    """The in-focus frame of a focus sweep.
+
+    Parameters
+    ----------
+    scores : sequence of FocusScores
+        One per frame, in sweep order.
+    measure : str
+        The measure to normalise (see `normalised_sharpness`).
+
+    Returns
+    -------
+    Peak
+
+    Notes
+    -----
+    Three steps, each against one way the raw argmax goes wrong:
+
+    1. Brightness: each frame's measure is divided by its mean's matching power, so a
+       drifting or flickering lamp does not move the peak.
+    2. Noise: the default measure cancels white noise's power (see
+       `normalised_sharpness`); single-frame jitter is smoothed by a 3-frame running mean
+       before the maximum is chosen, and the sweep's floor (its least sharp frames,
+       where only noise and coarse structure remain) is subtracted before fitting.
+    3. Shape: a Gaussian — a parabola in the logarithm — is fitted by weighted least
+       squares to the top of the curve (what lies above half the peak's height over the
+       floor), so a flat or noisy top still yields its centre, between frames.
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is empty.
+    """
+    values = np.array([normalised_sharpness(s, measure) for s in scores], np.float64)
+    n = values.size
+    if n == 0:
+        raise ValueError("`scores` is empty: a sweep needs at least one frame")
+    position = _peak_position(values)
+    best = min(max(round(position), 0), n - 1)
+    return Peak(best, position, measure, values.tolist())
+
+
+def _peak_position(values: np.ndarray) -> float:
+    n = values.size
+    if n < 3:
+        return float(np.argmax(values))
+    smooth = np.convolve(np.pad(values, SMOOTH, mode="edge"), np.ones(2 * SMOOTH + 1), "valid")
+    centre = int(np.argmax(smooth))
+    floor = float(np.min(smooth)) / (2 * SMOOTH + 1)
+    height = values - floor
+    top = height[centre] if height[centre] > 0 else float(np.max(height))
+    if not top > 0:
+        return float(centre)  # a flat curve: no peak to find, the middle of nothing
+    lo, hi = centre, centre
+    while lo > 0 and height[lo - 1] >= TOP_FRACTION * top:
+        lo -= 1
+    while hi < n - 1 and height[hi + 1] >= TOP_FRACTION * top:
+        hi += 1
+    lo, hi = min(lo, max(centre - 1, 0)), max(hi, min(centre + 1, n - 1))
+    x = np.arange(lo, hi + 1, dtype=np.float64)
+    y = height[lo : hi + 1]
+    position = _gaussian_vertex(x, y)
+    if position is None:
+        weights = np.clip(y, 0, None)
+        position = float((x * weights).sum() / weights.sum()) if weights.sum() > 0 else centre
+    return float(min(max(position, lo - 0.5), hi + 0.5))
+
+
+def _gaussian_vertex(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Centre of the Gaussian through (x, y) > 0, by a y²-weighted parabola fit of log y
+    (Caruana's method with Guo's weights); None where it has no maximum."""
+    keep = y > 0
+    if keep.sum() < 3:
+        return None
+    x, y = x[keep], y[keep]
+    w = y * y
+    # Weighted least squares for log y = a x² + b x + c, centred for conditioning.
+    x0 = x.mean()
+    design = np.stack([(x - x0) ** 2, x - x0, np.ones_like(x)], axis=1)
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(design * sw[:, None], np.log(y) * sw, rcond=None)
+    a, b = coef[0], coef[1]
+    if not (a < 0 and math.isfinite(a) and math.isfinite(b)):
+        return None
+    return float(x0 - b / (2 * a))
+
+
+class PeakTracker:
+    """The focus peak of a sweep that is still running, reported once it is clearly passed.
+
+    Push each frame's scores in sweep order; `push` returns the `Peak` (over the frames so
+    far) the first time the curve has fallen, for ``patience`` frames in a row, below
+    ``drop`` of the best height seen over the floor — the sweep can stop there.
+    """
+
+    def __init__(self, *, measure: str = "tenengrad_nc", drop: float = 0.5, patience: int = 3):
+        if not 0 < drop < 1:
+            raise ValueError(f"`drop` must lie in (0, 1), got {drop!r}")
+        if patience < 1:
+            raise ValueError(f"`patience` must be >= 1, got {patience!r}")
+        self.measure, self._drop, self._patience = measure, drop, patience
+        self._scores: list[Scores] = []
+        self._values: list[float] = []
+        self._below = 0
+        self.peak: Peak | None = None
+
+    def push(self, scores: Scores) -> Peak | None:
+        self._scores.append(scores)
+        value = normalised_sharpness(scores, self.measure)
+        self._values.append(value)
+        if self.peak is not None or len(self._values) < 3:
+            return None
+        floor, best = min(self._values), max(self._values)
+        if best <= floor:
+            return None
+        passed = (
+            value - floor < self._drop * (best - floor)
+            and self._values.index(best) < len(self._values) - 1
+        )
+        self._below = self._below + 1 if passed else 0
+        if self._below >= self._patience:
+            self.peak = find_peak(self._scores, measure=self.measure)
+            return self.peak
+        return None

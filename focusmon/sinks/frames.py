@@ -1,0 +1,62 @@
+"""Saving chosen frames: PNG for 8-bit, TIFF for 16-bit, each with a JSON sidecar."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .._errors import ConfigError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name part made from a stream's name: no separators, no ``..``, not empty.
+
+    >>> safe_name("../../etc/cam 1")
+    'etc_cam_1'
+    """
+    cleaned = _UNSAFE.sub("_", name).strip("._-")
+    cleaned = re.sub(r"\.{2,}", ".", cleaned)
+    return cleaned[:100] or "stream"
+
+
+class FrameSaver:
+    """Writes frames under one folder, which nothing a stream is called can escape.
+
+    ``<folder>/<stream>_<index>.png`` (or ``.tif`` for 16-bit frames) and a ``.json``
+    sidecar with the stream, index, time and scores.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).resolve()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create --save-best folder {folder}: {exc.strerror}"
+            ) from None
+        self._lock = threading.Lock()
+
+    def save(
+        self, stream: str, index: int, time_s: float | None, luma: np.ndarray,
+        scores: Mapping[str, float],
+    ) -> Path:  # fmt: skip
+        """Write one frame and its sidecar; returns the image's path."""
+        suffix = ".tif" if luma.dtype == np.uint16 else ".png"
+        stem = f"{safe_name(stream)}_{index:08d}"
+        image = (self.folder / (stem + suffix)).resolve()
+        if image.parent != self.folder:  # belt and braces: safe_name already forbids it
+            raise ValueError(f"refusing to write outside {self.folder}: {image}")
+        sidecar = {"stream": stream, "index": index, "time": time_s, **dict(scores)}
+        with self._lock:
+            if not cv2.imwrite(str(image), np.ascontiguousarray(luma)):
+                raise OSError(f"cannot write {image}")
+            image.with_suffix(".json").write_text(json.dumps(sidecar) + "\n", encoding="utf-8")
+        return image

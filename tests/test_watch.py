@@ -1,0 +1,169 @@
+"""``focusmon peak`` and ``focusmon watch`` on real encoded media, and their sinks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from focusmon.cli import main
+from focusmon.sinks import EventWriter, FrameSaver, safe_name
+
+from media import write_video
+from servers import camera_launch, free_port, rtsp_camera, rtsp_server_reason
+
+EVENT_KEYS = ["stream", "time", "state", "previous", "score", "baseline"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, camera):
+    """15 frames through focus at frame 7 (Gaussian defocus), lossless gray."""
+    img = camera[100:340, 100:420].astype(np.float64)
+    frames = []
+    for i in range(15):
+        sigma = 0.7 * abs(i - 7)
+        blurred = cv2.GaussianBlur(img, (0, 0), sigma) if sigma else img
+        frames.append(np.clip(blurred, 0, 255).astype(np.uint8))
+    return write_video(tmp_path_factory.mktemp("sweep") / "sweep.mkv", frames, pix_fmt="gray")
+
+
+@pytest.fixture(scope="module")
+def defocus_clip(tmp_path_factory, camera):
+    """10 fps, 9 s: sharp, then blurred from 4 s to 6 s, then sharp; a slow pan and noise."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(90):
+        x = 100 + (i % 20)
+        view = camera[100:340, x : x + 320].astype(np.float64)
+        if 40 <= i < 60:
+            view = cv2.GaussianBlur(view, (0, 0), 3.0)
+        frames.append(np.clip(view + rng.normal(0, 2, view.shape), 0, 255).astype(np.uint8))
+    path = tmp_path_factory.mktemp("clip") / "defocus.mkv"
+    return write_video(path, frames, pix_fmt="gray", rate=10)
+
+
+def test_peak_prints_one_json_object(capsys, sweep):
+    code, out, err = run(capsys, "peak", str(sweep))
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result) == ["best_index", "peak_position", "measure", "scores"]
+    assert result["best_index"] == 7 and abs(result["peak_position"] - 7) < 0.5
+    assert result["measure"] == "tenengrad_nc" and len(result["scores"]) == 15
+
+
+def test_peak_indices_are_decode_order_indices(capsys, sweep):
+    code, out, _ = run(capsys, "peak", str(sweep), "--every", "2", "--measure", "laplacian_var")
+    result = json.loads(out)
+    assert code == 0 and len(result["scores"]) == 8
+    assert result["best_index"] in (6, 8) and abs(result["peak_position"] - 7) <= 1
+
+
+def test_watch_reports_a_defocus_in_stream_time(capsys, caplog, tmp_path, defocus_clip):
+    events = tmp_path / "events.jsonl"
+    best = tmp_path / "best"
+    code, _, err = run(
+        capsys, "watch", str(defocus_clip), "--name", "cam/1", "--events", str(events),
+        "--save-best", str(best), "--best-every", "30",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(r["previous"], r["state"]) for r in rows] == [("ok", "blurred"), ("blurred", "ok")]
+    assert all(list(r) == EVENT_KEYS and r["stream"] == "cam/1" for r in rows)
+    assert 4.9 <= rows[0]["time"] <= 5.1 and 6.9 <= rows[1]["time"] <= 7.1  # 1 s dwell
+    assert rows[0]["score"] < 0.5 * rows[0]["baseline"]
+    changes = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
+    assert len(changes) == 2 and changes[0].startswith("cam/1: ok -> blurred at 5.00")
+    images = sorted(best.glob("cam_1_*.png"))
+    assert len(images) == 3  # three windows of 30 frames, and a sidecar each
+    for image in images:
+        sidecar = json.loads(image.with_suffix(".json").read_text())
+        assert sidecar["stream"] == "cam/1" and "laplacian_var" in sidecar
+        assert image.name == f"cam_1_{sidecar['index']:08d}.png"
+        assert not 40 <= sidecar["index"] < 60  # a sharp frame, not one from the blur
+
+
+def test_one_failing_stream_does_not_stop_the_others(capsys, tmp_path, defocus_clip):
+    broken = tmp_path / "broken.mkv"
+    data = defocus_clip.read_bytes()
+    broken.write_bytes(data[: len(data) // 3])  # ends early
+    code, out, err = run(capsys, "watch", str(broken), str(defocus_clip), "--events", "-")
+    assert code == 0, err
+    streams = {json.loads(line)["stream"] for line in out.splitlines()}
+    assert str(defocus_clip) in streams
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["watch", "/nonexistent.mp4"], "no such file"),
+        (["watch", "CLIP", "CLIP", "--name", "a"], "--name must be given once per source"),
+        (["watch", "CLIP", "CLIP"], "stream names must be unique"),
+        (["watch", "CLIP", "--enter-ratio", "0.9", "--leave-ratio", "0.5"], "`enter_ratio`"),
+        (["watch", "CLIP", "--events", "/nonexistent/dir/e.jsonl"], "cannot write events"),
+        (["peak", "/nonexistent.mp4"], "no such file"),
+    ],
+)
+def test_watch_and_peak_usage_errors_exit_2_before_starting(capsys, defocus_clip, argv, words):
+    argv = [str(defocus_clip) if a == "CLIP" else a for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert words in err and "Traceback" not in err
+
+
+def test_sinks_keep_to_their_folder_and_to_finite_numbers(tmp_path):
+    assert safe_name("../../etc/passwd") == "etc_passwd"
+    assert safe_name("..") == "stream" and safe_name("rtsp://***@cam/1") == "rtsp_cam_1"
+    saver = FrameSaver(tmp_path / "out")
+    deep = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
+    path = saver.save("../x", 3, 0.5, deep, {"std": 1.0})
+    assert path.parent == (tmp_path / "out").resolve() and path.suffix == ".tif"
+    assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), deep)
+    writer = EventWriter(str(tmp_path / "e.jsonl"))
+    with pytest.raises(ValueError, match="finite"):
+        writer.write({"score": float("nan")})
+    writer.close()
+
+
+@pytest.mark.network
+@pytest.mark.skipif(rtsp_server_reason() is not None, reason=rtsp_server_reason() or "")
+@pytest.mark.timeout(90)
+def test_watch_a_camera_that_dies_then_stop_it_with_sigterm(tmp_path):
+    port = free_port()
+    events = tmp_path / "events.jsonl"
+    with rtsp_camera(port, camera_launch("smpte")) as camera:  # bright bars: not dark
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "focusmon", "watch", f"rtsp://127.0.0.1:{port}/cam",
+             "--name", "door", "--events", str(events), "--timeout", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(5)  # connect, learn
+            camera.stop()
+            deadline = time.monotonic() + 20
+            while "no_signal" not in events.read_text() if events.exists() else True:
+                assert time.monotonic() < deadline, "no no_signal event"
+                time.sleep(0.2)
+            watch.send_signal(signal.SIGTERM)
+            _, err = watch.communicate(timeout=20)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+    assert watch.returncode == 0, err
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [r["state"] for r in rows] == ["no_signal"], rows  # none while it was connecting
+    assert rows[-1]["stream"] == "door"
+    assert rows[-1]["time"] == pytest.approx(time.time(), abs=60)  # live: Unix time
+    assert os.path.getsize(events) > 0
