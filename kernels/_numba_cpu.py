@@ -1,4 +1,4 @@
-"""The Numba CPU backend: one fused pass over the pixels, integer stencils, no temporaries.
+"""The Numba CPU backend: one pass over the rows, integer stencils, no frame-sized temporaries.
 
 Loaded only when the backend is asked for: importing it compiles nothing, the first call of
 each input dtype compiles (and caches on disk) the kernel for it.
@@ -7,11 +7,28 @@ Why the kernel reads the way it does
 ------------------------------------
 * Numba widens every integer operation to 64 bits, which would leave LLVM four lanes per
   vector. The stencils of a uint8 frame fit in int16 and their squares in int32, so the
-  arithmetic goes through `_add`/`_sub`/`_mul`, which keep the operands' own width: the
-  loop then vectorises on 16-bit lanes (and squares map to ``vpmaddwd``).
-* Per-row sums are kept in that narrow width over blocks of `BLOCK` columns, short enough
-  that they cannot overflow, and then added into int64 totals: every sum but the gradient
-  magnitudes is exact.
+  arithmetic goes through `_add`/`_sub`/`_mul`, which keep the operands' own width.
+* LLVM sizes a loop's vectors by its widest type and, on Intel CPUs, prefers 256-bit
+  registers. `_prefer_512_bit_vectors` lifts that preference for this kernel (a no-op where
+  AVX-512 is missing), and each row is scored in two loops so that neither is held back by
+  the other's types: `_stencil_run` computes lap, gx and gy with int16 only (32 lanes), and
+  `_scratch_sums` squares and sums them with int32/float32 (16 lanes). They meet in a small
+  scratch of `BLOCK` columns that stays in L1.
+* In the scratch, gx and gy of a pixel sit side by side, so ``gx**2 + gy**2`` is a single
+  ``vpmaddwd``; lap**2 is summed the same way because nothing else reads lap: its plain sum
+  telescopes (`_vertical_lap_sum`). The border columns go after the interior (a sum does not
+  care about order), the interior starts 64-byte aligned, and the tail is padded with zeros,
+  which add nothing, so the sums loop has no scalar remainder.
+* Every sum is kept in the narrow type over at most `BLOCK` + 2 pixels, short enough that it
+  cannot overflow, and then added into int64 totals: all sums but the magnitudes are exact.
+* Gradient magnitudes: a float64 square root costs more than the rest of the pixel. For
+  uint8, ``m = gx**2 + gy**2 < 2**24`` is exact in float32 and `_f32_magnitude` returns
+  sqrt(m) in three parts that add up to it within ~4e-14 relative: an integer (exact in
+  int32), an exactly summable float32 remainder, and a Newton correction from the residual
+  ``m - s**2``, which an FMA gets to float32 precision. The approximate 1/sqrt comes from
+  the CPU's reciprocal square root estimate, so no division or square root instruction is
+  left in the loop. uint16 frames (m up to 1.4e11) keep float64.
+* sum g and sum g**2 come from a plain pass over each row (`_row_moments`).
 * Rows are slices of one flat contiguous array (`_frame.flat_rows`), so a padded plane or a
   crop keeps unit stride and no index needs a wrap-around check.
 """
@@ -23,17 +40,21 @@ import os
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
 from numba.core import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ._backend import FusedBackend
 from ._frame import flat_rows
 from ._scores import RawSums
 
 #: Columns per block of narrow sums. A uint8 frame's largest per-pixel term is
-#: gx**2 + gy**2 <= 2 * 1020**2; 1024 of them stay below 2**31.
+#: gx**2 + gy**2 <= 2 * 1020**2; a block and the two border columns (1026 terms) stay below
+#: 2**31.
 BLOCK = 1024
+#: The scratch is zero-padded to a multiple of this many entries (the sums loop's step).
+PAD = 64
 
 _FASTMATH = {"reassoc", "nsz", "contract"}  # lets the float sum vectorise; no finite-math
 _JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False)
@@ -77,47 +98,187 @@ def _as(typingctx, value, like):
     return like(value, like), codegen
 
 
-@njit(inline="always", **_JIT)
-def _stencil_block(u0, u1, u2, m0, m1, m2, d0, d1, d2, n, nz, wz):
-    """Sums over ``n`` pixels whose 3x3 neighbourhoods are the nine given row slices.
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` with one rounding."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
 
-    ``u*``, ``m*``, ``d*`` are the rows above, at and below the pixels, shifted left,
-    centred and shifted right. ``nz``/``wz`` are zeros of the stencil and sum types.
-    Returns (sum g, sum g^2, sum lap, sum lap^2, sum gx^2+gy^2, sum sqrt(gx^2+gy^2)).
+    def codegen(context, builder, sig, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+# An instruction that carries flags is left alone by Numba's fastmath rewrite, so these
+# keep exactly the approximations allowed here: 1 / sqrt may use the CPU's estimate.
+_ESTIMATE = ("arcp", "afn", "ninf", "nnan", "nsz", "contract")
+
+
+@intrinsic
+def _rsqrt(typingctx, x):
+    """``1 / sqrt(x)`` for a finite float32 ``x >= 1``, to about 1e-7 relative: LLVM uses the
+    CPU's estimate (``vrsqrt14ps``) and one Newton step."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        sqrt = builder.module.declare_intrinsic("llvm.sqrt", [args[0].type])
+        root = builder.call(sqrt, args, fastmath=_ESTIMATE)
+        return builder.fdiv(ir.Constant(args[0].type, 1.0), root, flags=_ESTIMATE)
+
+    return x(x), codegen
+
+
+@intrinsic
+def _prefer_512_bit_vectors(typingctx):
+    """Let LLVM vectorise the calling function with 512-bit registers where the CPU has them.
+
+    LLVM only reads this as the string attribute ``"prefer-vector-width"``, which llvmlite's
+    attribute set does not list; it holds attribute texts, so the text goes in as is. Should
+    that ever change, the kernel just keeps LLVM's default width.
     """
-    sg = wz
-    sg2 = wz
-    sl = wz
+
+    def codegen(context, builder, sig, args):
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):
+            set.add(attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+def _exact_in_float32(nz):
+    """Whether gx**2 + gy**2 of stencils of type ``nz`` is an integer below 2**24."""
+
+
+@overload(_exact_in_float32, inline="always")
+def _exact_in_float32_impl(nz):
+    small = nz.bitwidth <= 16
+    return lambda nz: small
+
+
+@njit(inline="always", **_JIT)
+def _aligned_zeros(n, nz):
+    """``n`` zeros of the type of ``nz``, starting on a 64-byte boundary (a whole vector)."""
+    a = np.full(n + 64, nz)
+    start = (-(a.ctypes.data // a.itemsize)) % (64 // a.itemsize)
+    return a[start : start + n]
+
+
+@njit(inline="always", **_JIT)
+def _stencil_at(up, mid, down, jl, j, jr, nz):
+    """(lap, gx, gy) of pixel ``j`` of row ``mid``, its left/right neighbours at ``jl``/``jr``."""
+    a = _as(up[jl], nz)
+    b = _as(up[j], nz)
+    c = _as(up[jr], nz)
+    d = _as(mid[jl], nz)
+    e = _as(mid[j], nz)
+    f = _as(mid[jr], nz)
+    g = _as(down[jl], nz)
+    h = _as(down[j], nz)
+    k = _as(down[jr], nz)
+    two = _as(2, nz)
+    four = _as(4, nz)
+    lap = _sub(_add(_add(b, h), _add(d, f)), _mul(four, e))
+    gx = _add(_add(_sub(c, a), _mul(two, _sub(f, d))), _sub(k, g))
+    gy = _sub(_add(_add(g, _mul(two, h)), k), _add(_add(a, _mul(two, b)), c))
+    return lap, gx, gy
+
+
+@njit(inline="always", **_JIT)
+def _stencil_run(up, mid, down, n, nz, lap, gxy):
+    """Stencils of pixels 1..n of the row slices into ``lap[:n]``, ``gxy[:2n]`` (gx, gy pairs)."""
+    for j in range(n):
+        lap[j], gxy[2 * j], gxy[2 * j + 1] = _stencil_at(up, mid, down, j, j + 1, j + 2, nz)
+
+
+@njit(inline="always", **_JIT)
+def _f32_magnitude(m):
+    """sqrt(m) of an integer-valued float32 ``0 <= m < 2**24`` as ``hi / 1024 + r + c / 2``.
+
+    ``s = m * y``, y the estimate of 1/sqrt(m), is within a few ulps of sqrt(m).
+    ``hi = round(1024 s)`` is an int32; ``r = s - hi / 1024`` is exact, a multiple of 2**-24
+    with ``|r| <= 2**-11``, so float32 sums of up to 2**11 of them (a scratch holds fewer)
+    are exact too. ``c = (m - s**2) / sqrt(m)`` is the Newton
+    correction: the FMA gets the residual to float32 precision (it is tiny), and the error
+    left, (m - s**2)**2 / (8 s**3), is below 1e-13 s. m = 0 gives 0, 0, 0.
+    """
+    y = _rsqrt(max(m, np.float32(1.0)))
+    s = m * y
+    hi = np.int32(_fma(s, np.float32(1024.0), np.float32(0.5)))
+    r = _fma(np.float32(hi), np.float32(-1.0 / 1024.0), s)
+    c = _fma(-s, s, m) * y
+    return hi, r, c
+
+
+@njit(inline="always", **_JIT)
+def _scratch_sums(lap, gxy, n, nz, wz):
+    """(sum lap^2, sum gx^2+gy^2, sum sqrt(gx^2+gy^2)) over ``n`` scratch entries."""
     sl2 = wz
     st = wz
     sq = 0.0
-    two = _as(2, nz)
-    four = _as(4, nz)
+    shi = np.int32(0)
+    sr = np.float32(0.0)
+    sc = np.float32(0.0)
     for j in range(n):
-        a = _as(u0[j], nz)
-        b = _as(u1[j], nz)
-        c = _as(u2[j], nz)
-        d = _as(m0[j], nz)
-        e = _as(m1[j], nz)
-        f = _as(m2[j], nz)
-        g = _as(d0[j], nz)
-        h = _as(d1[j], nz)
-        k = _as(d2[j], nz)
-        lap = _sub(_add(_add(b, h), _add(d, f)), _mul(four, e))
-        gx = _add(_add(_sub(c, a), _mul(two, _sub(f, d))), _sub(k, g))
-        gy = _sub(_add(_add(g, _mul(two, h)), k), _add(_add(a, _mul(two, b)), c))
-        ew = _as(e, wz)
-        lw = _as(lap, wz)
-        xw = _as(gx, wz)
-        yw = _as(gy, wz)
+        lw = _as(lap[j], wz)
+        xw = _as(gxy[2 * j], wz)
+        yw = _as(gxy[2 * j + 1], wz)
         grad2 = _add(_mul(xw, xw), _mul(yw, yw))
-        sg = _add(sg, ew)
-        sg2 = _add(sg2, _mul(ew, ew))
-        sl = _add(sl, lw)
         sl2 = _add(sl2, _mul(lw, lw))
         st = _add(st, grad2)
-        sq += math.sqrt(np.float64(grad2))
-    return sg, sg2, sl, sl2, st, sq
+        if _exact_in_float32(nz):
+            hi, r, c = _f32_magnitude(np.float32(grad2))
+            shi = _add(shi, hi)
+            sr += r
+            sc += c
+        else:
+            sq += math.sqrt(np.float64(grad2))
+    if _exact_in_float32(nz):
+        sq = np.float64(shi) / 1024.0 + np.float64(sr) + 0.5 * np.float64(sc)
+    return sl2, st, sq
+
+
+@njit(inline="always", **_JIT)
+def _moments(v, n, wz):
+    sg = wz
+    sg2 = wz
+    for j in range(n):
+        x = _as(v[j], wz)
+        sg = _add(sg, x)
+        sg2 = _add(sg2, _mul(x, x))
+    return sg, sg2
+
+
+@njit(inline="always", **_JIT)
+def _row_moments(row, w, wz):
+    """(sum g, sum g^2) of a row of ``w`` pixels, in int64."""
+    tg = np.int64(0)
+    tg2 = np.int64(0)
+    for c0 in range(0, w, BLOCK):
+        sg, sg2 = _moments(row[c0:], min(BLOCK, w - c0), wz)
+        tg += sg
+        tg2 += sg2
+    return tg, tg2
+
+
+@njit(inline="always", **_JIT)
+def _vertical_lap_sum(flat, h, w, rs, r0, r1, wz):
+    """Sum over rows ``r0 <= i < r1`` of the vertical part of lap (up + down - 2 centre).
+
+    It telescopes to ``R(up(r0)) - R(r0) + R(down(r1 - 1)) - R(r1 - 1)``, R a row sum. The
+    horizontal part, summed along a row with reflected ends, telescopes to
+    ``g[1] + g[w-2] - g[0] - g[w-1]``. So the plain sum of lap needs no pass of its own, and
+    the sums loop only squares lap.
+    """
+    i_up = r0 - 1 if r0 > 0 else 1
+    i_down = r1 if r1 < h else h - 2
+    r_up = _row_moments(flat[i_up * rs :], w, wz)[0]
+    r_first = _row_moments(flat[r0 * rs :], w, wz)[0]
+    r_down = _row_moments(flat[i_down * rs :], w, wz)[0]
+    r_last = _row_moments(flat[(r1 - 1) * rs :], w, wz)[0]
+    return r_up - r_first + r_down - r_last
 
 
 @njit(inline="always", **_JIT)
@@ -137,25 +298,6 @@ def _haar_block(top, bottom, n, nz, wz):
 
 
 @njit(**_JIT)
-def _column_segments(w):
-    """Runs of columns scored together: (left, centre, right, count) start columns.
-
-    The two border columns come first, each alone (BORDER_REFLECT_101: the left neighbour
-    of column 0 is column 1, the right one of column w-1 is w-2); then the interior in
-    blocks of at most `BLOCK`.
-    """
-    n_blocks = (w - 2 + BLOCK - 1) // BLOCK
-    segments = np.empty((2 + n_blocks, 4), np.int64)
-    segments[0, 0], segments[0, 1], segments[0, 2], segments[0, 3] = 1, 0, 1, 1
-    segments[1, 0], segments[1, 1], segments[1, 2], segments[1, 3] = w - 2, w - 1, w - 2, 1
-    for b in range(n_blocks):
-        j0 = 1 + b * BLOCK
-        segments[2 + b, 0], segments[2 + b, 1], segments[2 + b, 2] = j0 - 1, j0, j0 + 1
-        segments[2 + b, 3] = min(BLOCK, w - 1 - j0)
-    return segments
-
-
-@njit(**_JIT)
 def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
     """Accumulate the raw sums of rows ``r0 <= i < r1`` of an (h, w) frame into ``out_*``.
 
@@ -163,27 +305,39 @@ def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
     two calls. ``out_i`` gets the int64 sums in `RawSums` order (sum_g, sum_g2, sum_lap,
     sum_lap2, sum_grad2, sum_haar4) and ``out_f[0]`` the sum of gradient magnitudes.
     """
+    _prefer_512_bit_vectors()
     tg = np.int64(0)
     tg2 = np.int64(0)
-    tl = np.int64(0)
+    tl = _vertical_lap_sum(flat, h, w, rs, r0, r1, wz)
     tl2 = np.int64(0)
     tt = np.int64(0)
     th = np.int64(0)
     tq = 0.0
-    segments = _column_segments(w)
+    lap = _aligned_zeros(BLOCK + PAD, nz)
+    gxy = _aligned_zeros(2 * (BLOCK + PAD), nz)
     for i in range(r0, r1):
         up = flat[(i - 1 if i > 0 else 1) * rs :][:w]  # BORDER_REFLECT_101
         mid = flat[i * rs :][:w]
         down = flat[(i + 1 if i < h - 1 else h - 2) * rs :][:w]
-        for s in range(segments.shape[0]):
-            jl, j, jr, n = segments[s, 0], segments[s, 1], segments[s, 2], segments[s, 3]
-            sg, sg2, sl, sl2, st, sq = _stencil_block(
-                up[jl:], up[j:], up[jr:], mid[jl:], mid[j:], mid[jr:],
-                down[jl:], down[j:], down[jr:], n, nz, wz,
-            )  # fmt: skip
-            tg += sg
-            tg2 += sg2
-            tl += sl
+        sg, sg2 = _row_moments(mid, w, wz)
+        tg += sg
+        tg2 += sg2
+        tl += np.int64(mid[1]) + np.int64(mid[w - 2]) - np.int64(mid[0]) - np.int64(mid[w - 1])
+        for c0 in range(1, w - 1, BLOCK):  # interior columns, then the borders after them
+            n = min(BLOCK, w - 1 - c0)
+            _stencil_run(up[c0 - 1 :], mid[c0 - 1 :], down[c0 - 1 :], n, nz, lap, gxy)
+            if c0 == 1:
+                lap[n], gxy[2 * n], gxy[2 * n + 1] = _stencil_at(up, mid, down, 1, 0, 1, nz)
+                n += 1
+            if c0 + BLOCK >= w - 1:
+                lap[n], gxy[2 * n], gxy[2 * n + 1] = _stencil_at(
+                    up, mid, down, w - 2, w - 1, w - 2, nz
+                )
+                n += 1
+            padded = -(-n // PAD) * PAD
+            lap[n:padded] = 0
+            gxy[2 * n : 2 * padded] = 0
+            sl2, st, sq = _scratch_sums(lap, gxy, padded, nz, wz)
             tl2 += sl2
             tt += st
             tq += sq

@@ -87,6 +87,29 @@ def test_large_frames_and_4k_width(backend):
     assert_close(backend.scores(g16), reference_scores(g16))
 
 
+@pytest.mark.parametrize("w", [1024, 1025, 1026, 1027, 2049, 2050])
+def test_widths_around_column_blocks(backend, w):
+    """numba-cpu scores 1024 interior columns per block and puts the border columns after
+    the last one: widths where a block ends at, just before, or just after a border."""
+    rng = np.random.default_rng(w)
+    for dtype in (np.uint8, np.uint16):
+        g = rng.integers(0, np.iinfo(dtype).max, (5, w), dtype, endpoint=True)
+        assert_close(backend.scores(g), reference_scores(g))
+
+
+def test_sobel_mean_is_float64_accurate(backend):
+    """Ramps give every pixel the same gradient, so a rounding error of the magnitude would
+    not average out; numba-cpu takes its uint8 square roots in float32 plus a correction."""
+    cols = np.arange(1100)
+    for slope in (1, 2, 3, 5, 7, 97, 255):
+        for g in (
+            (cols * slope // 4 % 256).astype(np.uint8)[None, :].repeat(9, axis=0),
+            ((cols[:, None] * slope + cols[None, :300]) // 3 % 256).astype(np.uint8),
+        ):
+            want = reference_scores(g).sobel_mean
+            assert backend.scores(g).sobel_mean == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
 def test_extreme_values_do_not_overflow(backend):
     """A full-scale checkerboard maximises every stencil term."""
     for dtype in (np.uint8, np.uint16):
