@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from . import __version__, kernels
 from ._errors import ConfigError, FocusmonError, SourceError
 from ._progress import Progress
+from .config import load_config
 from .kernels import Backend
 from .measures import resolve_backend
 from .pipeline import BestFrames, StreamSpec, Watcher, score_source
 from .scheduler import SHARPNESS, AlertSettings, PeakTracker, StateChange, find_peak
 from .sinks import EventWriter, FrameSaver
+from .sinks.metrics import parse_address
 from .source import Source, SourceOptions, open_source, redact
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -185,7 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(live sources; SIGINT or SIGTERM). Each state change is logged and, with --events, "
         "written as one JSON line.",
     )
-    watch.add_argument("sources", nargs="+", metavar="SOURCE")
+    watch.add_argument(
+        "sources", nargs="*", metavar="SOURCE",
+        help="sources as for score; 'demo' is a live synthetic camera here",
+    )  # fmt: skip
+    watch.add_argument("--config", metavar="FILE", help="streams and settings from a TOML file")
+    service = watch.add_argument_group("endpoint")
+    service.add_argument(
+        "--metrics-addr", default=DEFAULT_METRICS_ADDR, metavar="HOST:PORT",
+        help=f"serve /metrics and /healthz here (default {DEFAULT_METRICS_ADDR})",
+    )  # fmt: skip
+    service.add_argument("--no-metrics", action="store_true", help="serve no endpoint")
+    service.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    service.add_argument("--tls-key", metavar="PEM", help="... and this private key")
     watch.add_argument(
         "--name", action="append", default=[], metavar="NAME",
         help="a name per source, in order (default: the source, credentials redacted)",
@@ -294,7 +308,34 @@ def _cmd_peak(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_watch(args: argparse.Namespace) -> int:
+#: Where ``focusmon watch`` serves /metrics unless told otherwise (loopback only).
+DEFAULT_METRICS_ADDR = "127.0.0.1:9713"
+# `watch` options that belong to a stream: with --config they go in the file instead.
+_STREAM_FLAGS = ("name", "roi", "every", "max_fps", "keyframes", "decoder_threads", "format",
+                 "ffmpeg_option", "timeout", "rtsp_transport", "blur_threshold", "enter_ratio",
+                 "leave_ratio", "min_dwell")  # fmt: skip
+_SERVICE_FLAGS = ("metrics_addr", "tls_cert", "tls_key", "events", "save_best", "best_every",
+                  "best_seconds", "best_floor", "backend", "threads")  # fmt: skip
+
+
+def _watch_plan(args: argparse.Namespace) -> tuple[list[StreamSpec], dict[str, object]]:
+    """The streams and the service settings, from the command line or a config file (whose
+    service settings the command line overrides)."""
+    defaults = vars(build_parser().parse_args(["watch", "x"]))
+    given = {k for k in _SERVICE_FLAGS if getattr(args, k) != defaults[k]}
+    if args.config:
+        if args.sources:
+            raise ConfigError("give sources on the command line or in --config, not both")
+        stray = [k for k in _STREAM_FLAGS if getattr(args, k) != defaults[k]]
+        if stray:
+            flag = "--" + stray[0].replace("_", "-")
+            raise ConfigError(f"{flag} is a stream setting: with --config, put it in the file")
+        config = load_config(args.config)
+        service = {k: getattr(args, k) for k in _SERVICE_FLAGS}
+        service.update({k: v for k, v in config.service.items() if k not in given})
+        return config.streams, service
+    if not args.sources:
+        raise ConfigError("give at least one SOURCE, or --config FILE")
     if args.name and len(args.name) != len(args.sources):
         raise ConfigError(
             f"--name must be given once per source: {len(args.sources)} sources, "
@@ -313,12 +354,19 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         StreamSpec(n, s, args.roi, options, alerts)
         for n, s in zip(names, args.sources, strict=True)
     ]
-    best = None
-    if args.save_best:
-        window_s = args.best_seconds or (None if args.best_every else 10.0)
-        best = BestFrames(FrameSaver(args.save_best), args.best_every, window_s, args.best_floor)
-    events = EventWriter(args.events) if args.events else None
+    return specs, {k: getattr(args, k) for k in _SERVICE_FLAGS}
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    specs, service = _watch_plan(args)
     log = logging.getLogger("focusmon")
+    best = None
+    if service["save_best"]:
+        every, seconds = service["best_every"], service["best_seconds"]
+        window_s = seconds or (None if every else 10.0)
+        best = BestFrames(FrameSaver(service["save_best"]), every, window_s, service["best_floor"])
+    address = None if args.no_metrics else parse_address(service["metrics_addr"])
+    events = EventWriter(service["events"]) if service["events"] else None
 
     def on_change(change: StateChange) -> None:
         level = logging.INFO if change.state == "ok" else logging.WARNING
@@ -329,14 +377,25 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         if events is not None:
             events.write(change.as_dict())
 
+    server = None
     try:
         try:
             watcher = Watcher(
-                specs, backend=args.backend, backend_options=_backend_options(args),
+                specs, backend=service["backend"],
+                backend_options=_backend_options(argparse.Namespace(**service)),
                 on_change=on_change, best=best,
             )  # fmt: skip
         except SourceError as exc:
             raise _StartError(str(exc)) from None
+        if address is not None:
+            try:
+                server = watcher.serve_metrics(
+                    *address, certfile=service["tls_cert"], keyfile=service["tls_key"]
+                )
+            except ConfigError:
+                watcher.close()
+                raise
+            log.info("metrics on %s/metrics", server.url)
         stop = lambda *_: watcher.stop()  # noqa: E731
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -347,6 +406,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
+        if server is not None:
+            server.close()
         if events is not None:
             events.close()
     failed = [s for s in watcher.streams if s.error]

@@ -11,6 +11,7 @@ so analysis never falls behind real time.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import inspect
@@ -25,6 +26,7 @@ from .kernels import Backend, check_roi
 from .measures import FocusRecord, resolve_backend, score_frame
 from .scheduler import AlertSettings, AlertTracker, BestFrame, BestFramePicker, StateChange
 from .sinks import FrameSaver
+from .sinks.metrics import PROCESSING_BUCKETS, MetricsServer, StreamSnapshot, serve_metrics
 from .source import LumaFrame, Source, SourceOptions, SourceState, open_source
 
 log = logging.getLogger("focusmon.pipeline")
@@ -208,14 +210,34 @@ class StreamSpec:
 
 @dataclass
 class StreamStatus:
-    """What is known of one watched stream now (read by other threads: metrics, tests)."""
+    """What is known of one watched stream now.
+
+    Written by the stream's scoring thread; read by others (the metrics endpoint) through
+    `Watcher.snapshot`, which takes ``lock`` so that a scrape never sees a frame's record
+    without its state, or a histogram count without its sum.
+    """
 
     spec: StreamSpec
     source: Source
     tracker: AlertTracker
     last: FocusRecord | None = None
+    last_at: float | None = None  # clock time the last record was scored
     error: str | None = None
     done: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    processing: list[int] = field(default_factory=lambda: [0] * len(PROCESSING_BUCKETS))
+    processing_count: int = 0
+    processing_sum_s: float = 0.0
+
+    def keep(self, record: FocusRecord, at: float) -> None:
+        """Keep ``record`` (scored at clock time ``at``) and count its kernel time. The
+        caller holds ``lock``."""
+        seconds = record.kernel_ms / 1e3
+        self.last, self.last_at = record, at
+        self.processing_count += 1
+        self.processing_sum_s += seconds
+        for k in range(bisect.bisect_left(PROCESSING_BUCKETS, seconds), len(self.processing)):
+            self.processing[k] += 1
 
 
 @dataclass(frozen=True)
@@ -277,7 +299,7 @@ class Watcher:
         try:
             for spec in specs:
                 options = dataclasses.replace(spec.options, retry_first_connect=True)
-                source = open_source(spec.source, options)
+                source = open_source(spec.source, options, live_demo=True)
                 self.streams.append(
                     StreamStatus(spec, source, AlertTracker(spec.name, spec.alerts))
                 )
@@ -286,6 +308,30 @@ class Watcher:
                 status.source.close()
             raise
         self._threads: list[threading.Thread] = []
+
+    @property
+    def backend(self) -> str:
+        """The backend the streams use (``auto`` resolved)."""
+        return self._backend
+
+    def serve_metrics(
+        self, host: str, port: int, *, certfile: str | None = None, keyfile: str | None = None
+    ) -> MetricsServer:
+        """Serve this watcher's streams at ``/metrics`` (and ``/healthz``)."""
+        from . import __version__
+
+        info = {"version": __version__, "backend": self._backend}
+        return serve_metrics(
+            self.snapshot, info, host, port, healthy=self.healthy,
+            certfile=certfile, keyfile=keyfile,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop, and release sources whose threads never started."""
+        self.stop()
+        if not self._threads:
+            for status in self.streams:
+                status.source.close()
 
     def start(self) -> None:
         for status in self.streams:
@@ -323,16 +369,20 @@ class Watcher:
                         break
                     if frame is None:  # nothing for a while: is the camera gone?
                         if self._lost(source, started):
-                            self._emit(tracker.no_signal(self._clock() + self._epoch))
+                            with status.lock:
+                                change = tracker.no_signal(self._clock() + self._epoch)
+                            self._emit(change)
                         continue
                     record = score_frame(
                         backend, frame.luma, frame.index, frame.pts, roi=spec.roi,
                         scale=frame.scale, offset=frame.offset,
                     )  # fmt: skip
                     source.stats.analysed += 1
-                    status.last = record
                     when = self._time_of(frame, source)
-                    self._emit(tracker.update(record.scores, when))
+                    with status.lock:  # the record and the state it led to, together
+                        change = tracker.update(record.scores, when)
+                        status.keep(record, self._clock())
+                    self._emit(change)
                     if picker is not None:
                         self._save(spec.name, picker.push(
                             frame.index, when, record.scores, frame.luma, frame.scale,
@@ -346,6 +396,39 @@ class Watcher:
         finally:
             source.close()
             status.done = True
+
+    def snapshot(self) -> list[StreamSnapshot]:
+        """Every stream as one consistent, finite view (for the metrics endpoint)."""
+        now = self._clock()
+        return [self._snapshot_of(status, now) for status in self.streams]
+
+    def _snapshot_of(self, status: StreamStatus, now: float) -> StreamSnapshot:
+        stats, tracker = status.source.stats, status.tracker
+        with status.lock:
+            last, last_at = status.last, status.last_at
+            state, score, baseline = tracker.state, tracker.score, tracker.baseline
+            buckets = list(status.processing)
+            count, total = status.processing_count, status.processing_sum_s
+        source_state = status.source.state
+        up = source_state is SourceState.UP and not status.done
+        fresh = last_at is not None and now - last_at <= status.spec.options.stall_after
+        frame_at = stats.last_frame_at
+        return StreamSnapshot(
+            name=status.spec.name, state=state, up=up,
+            frames_decoded=stats.decoded, frames_analysed=stats.analysed,
+            frames_dropped=stats.dropped, frames_corrupt=stats.corrupt,
+            packets_undecodable=stats.undecodable, reconnects=stats.reconnects,
+            last_frame_age_s=None if frame_at is None else max(now - frame_at, 0.0),
+            scores=None if last is None else last.scores.as_dict(),
+            score=None if last is None else score,
+            baseline=baseline or None,
+            signal_valid=bool(fresh and state not in ("no_signal", "dark")),
+            processing_buckets=buckets, processing_count=count, processing_sum_s=total,
+        )  # fmt: skip
+
+    def healthy(self) -> bool:
+        """At least one stream still running, or all of them ended without an error."""
+        return any(not s.done for s in self.streams) or not any(s.error for s in self.streams)
 
     def _lost(self, source: Source, started: float) -> bool:
         """No signal: stalled, reconnecting, or still not connected after the open timeout

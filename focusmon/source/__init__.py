@@ -18,13 +18,14 @@ from pathlib import Path
 
 from .._errors import SourceError
 from ._base import Source, SourceOptions, SourceState, SourceStats, VideoFileSource
-from ._demo import DemoSource
+from ._demo import DemoCamera, DemoSource
 from ._frame import LumaFrame, Timeline, luma_of, range_mapping
 from ._images import STILL_SUFFIXES, ImageSource
 from ._live import FFMPEG_OPTIONS, LiveSource, check_ffmpeg_options, kind_of, redact
 
 __all__ = [
     "FFMPEG_OPTIONS",
+    "DemoCamera",
     "DemoSource",
     "ImageSource",
     "LiveSource",
@@ -42,11 +43,14 @@ __all__ = [
 ]
 
 
-def open_source(spec: str, options: SourceOptions | None = None) -> Source:
+def open_source(
+    spec: str, options: SourceOptions | None = None, *, live_demo: bool = False
+) -> Source:
     """Open ``spec`` (see the module docstring for what it may be).
 
     Live sources connect at once and raise if they cannot, unless
-    ``options.retry_first_connect`` is set.
+    ``options.retry_first_connect`` is set. ``demo`` is a finite clip, or with
+    ``live_demo`` the endless live `DemoCamera` (for ``focusmon watch``).
 
     Raises
     ------
@@ -58,7 +62,7 @@ def open_source(spec: str, options: SourceOptions | None = None) -> Source:
     """
     options = options or SourceOptions()
     if spec == "demo":
-        return DemoSource(options=options)
+        return DemoCamera(options=options) if live_demo else DemoSource(options=options)
     if kind_of(spec) is not None:
         return LiveSource(spec, options)
     if Path(spec).is_dir() or Path(spec).suffix.lower() in STILL_SUFFIXES:

@@ -1,0 +1,263 @@
+"""The Prometheus endpoint: per-stream metrics read from a snapshot at scrape time.
+
+A custom collector (prometheus_client's pattern for exporters) asks the pipeline for one
+snapshot of every stream per scrape, so the values of a scrape belong together and nothing
+is exported half-updated. A measure is exported only once a frame has been scored: never
+as NaN, which alert rules silently fail to compare; `focusmon_signal_valid` says whether
+the scores are current.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from .._errors import ConfigError
+
+STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
+#: Upper bounds (seconds) of the processing-time histogram's buckets.
+PROCESSING_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+# measure -> (metric name, help); values in 8-bit full-range grey levels (squared for
+# variances): the units focusmon reports everywhere.
+_MEASURES = {
+    "laplacian_var": ("focusmon_laplacian_variance", "Variance of the 4-neighbour Laplacian"),
+    "tenengrad": ("focusmon_tenengrad", "Mean squared Sobel gradient magnitude"),
+    "sobel_mean": ("focusmon_sobel_magnitude_mean", "Mean Sobel gradient magnitude"),
+    "haar_energy": ("focusmon_haar_energy", "Haar wavelet detail energy per coefficient"),
+    "mean": ("focusmon_luma_mean", "Mean luma"),
+    "std": ("focusmon_luma_std", "Standard deviation of the luma (contrast)"),
+}
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """One stream as a scrape sees it: consistent, finite, read in one go."""
+
+    name: str
+    state: str
+    up: bool
+    frames_decoded: int
+    frames_analysed: int
+    frames_dropped: int
+    frames_corrupt: int
+    packets_undecodable: int
+    reconnects: int
+    last_frame_age_s: float | None
+    scores: Mapping[str, float] | None  # the six measures of the latest scored frame
+    score: float | None  # the normalised sharpness the alerts use
+    baseline: float | None  # the stream's learned baseline (None while learning)
+    signal_valid: bool
+    processing_buckets: Sequence[int]  # cumulative counts per PROCESSING_BUCKETS bound
+    processing_count: int
+    processing_sum_s: float
+
+
+class FocusCollector(Collector):
+    """Exports every stream of ``snapshot()``; ``info`` becomes ``focusmon_info``."""
+
+    def __init__(
+        self, snapshot: Callable[[], Sequence[StreamSnapshot]], info: Mapping[str, str]
+    ) -> None:
+        self._snapshot, self._info = snapshot, dict(info)
+
+    def describe(self) -> list:
+        return []  # do not collect at registration: the pipeline may not be running yet
+
+    def collect(self) -> Iterator:
+        streams = self._snapshot()
+        info = InfoMetricFamily("focusmon", "Version and compute backend")
+        info.add_metric([], self._info)
+        yield info
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ("stream",)):
+            return GaugeMetricFamily(name, doc, labels=list(labels))
+
+        def counter(name: str, doc: str):
+            return CounterMetricFamily(name, doc, labels=["stream"])
+
+        families = {
+            "state": gauge(
+                "focusmon_state", "1 for the stream's current state", ("stream", "state")
+            ),
+            "up": gauge("focusmon_source_up", "1 while the source delivers frames"),
+            "valid": gauge("focusmon_signal_valid", "1 if the scores are of a current frame"),
+            "age": gauge("focusmon_last_frame_age_seconds", "Seconds since the last frame"),
+            "score": gauge("focusmon_sharpness_normalised", "Brightness-normalised sharpness"),
+            "baseline": gauge("focusmon_sharpness_baseline", "The stream's learned baseline"),
+            "relative": gauge(
+                "focusmon_sharpness_relative", "Normalised sharpness over the baseline"
+            ),
+            "decoded": counter("focusmon_frames_decoded", "Frames out of the decoder"),
+            "analysed": counter("focusmon_frames_analysed", "Frames scored"),
+            "dropped": counter("focusmon_frames_dropped", "Live frames dropped to keep up"),
+            "corrupt": counter("focusmon_frames_corrupt", "Corrupt frames skipped"),
+            "undecodable": counter("focusmon_packets_undecodable", "Packets the decoder rejected"),
+            "reconnects": counter("focusmon_reconnects", "Reconnections of the source"),
+        }  # fmt: skip
+        measures = {k: gauge(name, doc) for k, (name, doc) in _MEASURES.items()}
+        processing = HistogramMetricFamily(
+            "focusmon_processing_seconds", "Kernel time per analysed frame", labels=["stream"]
+        )
+        for s in streams:
+            label = [s.name]
+            for state in STATES:
+                families["state"].add_metric([s.name, state], 1.0 if s.state == state else 0.0)
+            families["up"].add_metric(label, 1.0 if s.up else 0.0)
+            families["valid"].add_metric(label, 1.0 if s.signal_valid else 0.0)
+            if s.last_frame_age_s is not None:
+                families["age"].add_metric(label, s.last_frame_age_s)
+            if s.score is not None:
+                families["score"].add_metric(label, s.score)
+            if s.baseline:
+                families["baseline"].add_metric(label, s.baseline)
+                if s.score is not None:
+                    families["relative"].add_metric(label, s.score / s.baseline)
+            for key, value in (
+                ("decoded", s.frames_decoded), ("analysed", s.frames_analysed),
+                ("dropped", s.frames_dropped), ("corrupt", s.frames_corrupt),
+                ("undecodable", s.packets_undecodable), ("reconnects", s.reconnects),
+            ):  # fmt: skip
+                families[key].add_metric(label, value)
+            if s.scores is not None:
+                for key, family in measures.items():
+                    family.add_metric(label, s.scores[key])
+            buckets = [
+                (_bound(b), count)
+                for b, count in zip(PROCESSING_BUCKETS, s.processing_buckets, strict=True)
+            ]
+            buckets.append(("+Inf", s.processing_count))
+            processing.add_metric(label, buckets, s.processing_sum_s)
+        yield from families.values()
+        yield from measures.values()
+        yield processing
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (127.0.0.1) or ``[IPv6]:PORT``.
+
+    Raises
+    ------
+    ConfigError
+        Naming what was wrong.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--metrics-addr must be HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+class _ThreadingServer(WSGIServer):
+    daemon_threads = True
+
+    def process_request(self, request, client_address):  # one thread per scrape
+        thread = threading.Thread(target=self._serve, args=(request, client_address), daemon=True)
+        thread.start()
+
+    def _serve(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+
+class MetricsServer:
+    """``/metrics`` (the registry) and ``/healthz`` over HTTP, or HTTPS with a certificate.
+
+    Binds to ``host`` only: 127.0.0.1 unless told otherwise.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        *,
+        healthy: Callable[[], bool] = lambda: True,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
+        metrics = make_wsgi_app(registry)
+
+        def app(environ, start_response):
+            path = environ.get("PATH_INFO", "/")
+            if path == "/metrics":
+                return metrics(environ, start_response)
+            if path == "/healthz":
+                ok = healthy()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+                return [b"ok\n" if ok else b"no stream is running\n"]
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"see /metrics and /healthz\n"]
+
+        if (certfile is None) != (keyfile is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        try:
+            self._server = make_server(host, port, app, _ThreadingServer, _QuietHandler)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+        if certfile is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(certfile, keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                self._server.server_close()
+                raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.host, self.port = host, self._server.server_address[1]
+        self.scheme = "https" if certfile else "http"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def serve_metrics(
+    snapshot: Callable[[], Sequence[StreamSnapshot]],
+    info: Mapping[str, str],
+    host: str,
+    port: int,
+    *,
+    healthy: Callable[[], bool] = lambda: True,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> MetricsServer:
+    """A `MetricsServer` for a fresh registry holding one `FocusCollector`."""
+    registry = CollectorRegistry()
+    registry.register(FocusCollector(snapshot, info))
+    return MetricsServer(registry, host, port, healthy=healthy, certfile=certfile, keyfile=keyfile)
