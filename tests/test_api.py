@@ -52,3 +52,19 @@ def test_bad_arguments_are_config_errors(camera):
         focusmon.measure(camera, roi=(500, 500, 100, 100))
     with pytest.raises(focusmon.ConfigError, match="at least 3x3"):
         focusmon.measure(np.zeros((1, 1), np.uint8))
+
+
+def test_every_subpackage_is_installed():
+    """A wheel holds only the packages pyproject lists: a new subpackage must be listed."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(("focusmon", *p.parent.relative_to(root / "focusmon").parts))
+        for p in (root / "focusmon").rglob("__init__.py")
+    } | {"focusmon.kernels"}  # kernels/ is mapped to focusmon.kernels
+    assert found == listed
