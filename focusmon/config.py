@@ -31,7 +31,7 @@ from typing import Any
 from ._errors import ConfigError
 from .pipeline import StreamSpec
 from .scheduler import AlertSettings
-from .source import SourceOptions, redact
+from .source import SourceOptions, check_ffmpeg_options, kind_of, redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,6 +136,10 @@ def _stream(raw: Mapping[str, Any], where: str) -> StreamSpec:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}.ffmpeg_options must be a table of strings")
         options["ffmpeg_options"] = {str(k): str(v) for k, v in value.items()}
+        try:  # FFmpeg ignores unknown names: refuse them now, not at the first connect
+            check_ffmpeg_options(kind_of(source) or "file", options["ffmpeg_options"])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.ffmpeg_options: {exc}") from None
     alerts = raw.get("alerts", {})
     if not isinstance(alerts, Mapping):
         raise ConfigError(f"{where}.alerts must be a table")

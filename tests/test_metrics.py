@@ -55,7 +55,8 @@ def exposition(*snapshots: StreamSnapshot) -> str:
 
 def test_exposition_text():
     text = exposition(snapshot(), snapshot(name="yard", state="ok", scores=None, score=None,
-                                           baseline=None, signal_valid=False))  # fmt: skip
+                                           baseline=None, signal_valid=False),
+                      snapshot(name="night", state="dark", signal_valid=False))  # fmt: skip
     lines = set(text.splitlines())
     for expected in [
         'focusmon_info{backend="numpy",version="9.9"} 1.0',
@@ -65,6 +66,7 @@ def test_exposition_text():
         'focusmon_reconnects_total{stream="door"} 2.0',
         'focusmon_frames_dropped_total{stream="door"} 1.0',
         'focusmon_sharpness_relative{stream="door"} 0.25',
+        'focusmon_sharpness_baseline{stream="night"} 1.0',
         'focusmon_laplacian_variance{stream="door"} 1.5',
         'focusmon_signal_valid{stream="yard"} 0.0',
         'focusmon_processing_seconds_bucket{le="0.001",stream="door"} 3.0',
@@ -75,6 +77,7 @@ def test_exposition_text():
         assert expected in lines, expected
     # a stream with no scored frame has no measure samples at all: never NaN
     assert 'focusmon_laplacian_variance{stream="yard"}' not in text
+    assert 'focusmon_sharpness_relative{stream="night"}' not in text  # not against the day's
     assert "NaN" not in text and "Inf " not in text.replace('le="+Inf"', "")
 
 
@@ -146,6 +149,8 @@ def test_a_config_file_is_checked_key_by_key(tmp_path):
     assert "streams[0].roi must be [x, y, w, h]" in error({"streams": [{**stream, "roi": [1]}]})
     assert "`every` must be an integer >= 1" in error({"streams": [{**stream, "every": 0}]})
     assert "streams[0].alerts" in error({"streams": [{**stream, "alerts": {"enter_ratio": -1}}]})
+    rtsp = {"source": "rtsp://cam/1", "ffmpeg_options": {"stimeout": "5"}}
+    assert "unknown FFmpeg option 'stimeout'" in error({"streams": [rtsp]})
     assert "metrics_addr must be HOST:PORT" in error({"metrics_addr": 9, "streams": [stream]})
     assert "used twice" in error({"streams": [stream, stream]})
     assert "non-empty array" in error({"streams": []})
@@ -191,6 +196,7 @@ def test_endpoint_serves_metrics_and_health_over_http_and_https(tmp_path):
         assert 'focusmon_frames_analysed_total{stream="clip"} 25.0' in text
         assert 'focusmon_source_up{stream="clip"} 0.0' in text  # a file that ended
         assert fetch(f"{server.url}/healthz") == (200, "ok\n")
+        assert "process_start_time_seconds" in text  # what exporters are expected to have
         assert fetch(f"{server.url}/other")[0] == 404
     finally:
         server.close()

@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    make_wsgi_app,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -123,7 +128,9 @@ class FocusCollector(Collector):
                 families["score"].add_metric(label, s.score)
             if s.baseline:
                 families["baseline"].add_metric(label, s.baseline)
-                if s.score is not None:
+                # Only where it means what the alerts mean: a current, lit, unobstructed
+                # view (at night it compares with the day's baseline and would mislead).
+                if s.score is not None and s.signal_valid and s.state in ("ok", "blurred"):
                     families["relative"].add_metric(label, s.score / s.baseline)
             for key, value in (
                 ("decoded", s.frames_decoded), ("analysed", s.frames_analysed),
@@ -257,7 +264,10 @@ def serve_metrics(
     certfile: str | None = None,
     keyfile: str | None = None,
 ) -> MetricsServer:
-    """A `MetricsServer` for a fresh registry holding one `FocusCollector`."""
+    """A `MetricsServer` for a fresh registry: a `FocusCollector`, and the process and
+    platform metrics exporters are expected to have (start time, CPU, memory, fds)."""
     registry = CollectorRegistry()
     registry.register(FocusCollector(snapshot, info))
+    registry.register(PROCESS_COLLECTOR)
+    registry.register(PLATFORM_COLLECTOR)
     return MetricsServer(registry, host, port, healthy=healthy, certfile=certfile, keyfile=keyfile)

@@ -36,6 +36,8 @@ __all__ = [
     "SourceStats",
     "Timeline",
     "VideoFileSource",
+    "check_ffmpeg_options",
+    "kind_of",
     "luma_of",
     "open_source",
     "range_mapping",
