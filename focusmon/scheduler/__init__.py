@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._alerts import STATES, AlertSettings, AlertTracker, StateChange
 from ._best import BestFrame, BestFramePicker
-from ._peak import Peak, PeakTracker, find_peak
+from ._peak import Peak, PeakTracker, find_peak, peak_position
 from ._ring import FrameSlots, RecordRing
 from ._score import SHARPNESS, normalised_sharpness
 
@@ -32,4 +32,5 @@ __all__ = [
     "StateChange",
     "find_peak",
     "normalised_sharpness",
+    "peak_position",
 ]

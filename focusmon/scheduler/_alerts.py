@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._score import Scores, normalised_sharpness
+from ._score import SHARPNESS, Scores, normalised_sharpness
 
 STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
 #: Light levels are half an octave of mean grey level wide; the stream leaves its current
@@ -73,20 +73,10 @@ class AlertSettings:
             math.isfinite(self.blur_threshold) and self.blur_threshold > 0
         ):
             raise ValueError(f"`blur_threshold` must be a number > 0, got {self.blur_threshold!r}")
-        normalised_sharpness(_ZERO, self.measure)  # checks the name
-
-
-@dataclass(frozen=True)
-class _Zero:
-    laplacian_var: float = 0.0
-    tenengrad: float = 0.0
-    sobel_mean: float = 0.0
-    haar_energy: float = 0.0
-    mean: float = 0.0
-    std: float = 0.0
-
-
-_ZERO = _Zero()
+        if self.measure not in SHARPNESS:
+            raise ValueError(
+                f"`measure` must be one of {', '.join(SHARPNESS)}, got {self.measure!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

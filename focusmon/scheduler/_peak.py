@@ -75,13 +75,19 @@ def find_peak(scores: Sequence[Scores], *, measure: str = "tenengrad_nc") -> Pea
     n = values.size
     if n == 0:
         raise ValueError("`scores` is empty: a sweep needs at least one frame")
-    position = _peak_position(values)
+    position = peak_position(values)
     best = min(max(round(position), 0), n - 1)
     return Peak(best, position, measure, values.tolist())
 
 
-def _peak_position(values: np.ndarray) -> float:
+def peak_position(values: Sequence[float] | np.ndarray) -> float:
+    """The robust, interpolated peak position (in samples) of an already normalised curve:
+    the smoothing, floor and Gaussian fit of `find_peak`, for callers with their own score.
+    """
+    values = np.asarray(values, np.float64)
     n = values.size
+    if n == 0:
+        raise ValueError("`values` is empty")
     if n < 3:
         return float(np.argmax(values))
     smooth = np.convolve(np.pad(values, SMOOTH, mode="edge"), np.ones(2 * SMOOTH + 1), "valid")
