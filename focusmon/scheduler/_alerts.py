@@ -15,6 +15,11 @@ STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
 #: Light levels are half an octave of mean grey level wide; the stream leaves its current
 #: level only when the mean is this many half-octaves from the level's centre.
 LEVEL_HYSTERESIS = 0.8
+#: Below this mean grey level the picture is black: dark, whatever else it shows.
+BLACK_MEAN = 5.0
+#: A cover also flattens the picture relative to its light: std / mean below this fraction
+#: of the scene's (with ``obstructed_ratio`` of its std).
+COVER_CV_RATIO = 0.6
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class AlertSettings:
     min_dwell_s: float = 1.0
     dark_mean: float = 20.0
     obstructed_std: float = 4.0
-    obstructed_ratio: float = 0.3
+    obstructed_ratio: float = 0.25
     learn_s: float = 3.0
     baseline_tau_s: float = 120.0
     blur_threshold: float | None = None
@@ -145,6 +150,9 @@ class AlertTracker:
         self.baseline = 0.0
         self._levels: dict[int, _Baseline] = {}
         self._key: int | None = None
+        # (std, std / mean) of the last scene judged normal, at whatever light: what a
+        # covered lens is told apart by.
+        self._reference: tuple[float, float] | None = None
         self._candidate = "ok"
         self._candidate_since: float | None = None
         self._last_time: float | None = None
@@ -170,41 +178,47 @@ class AlertTracker:
         mean, std = _finite(scores.mean), _finite(scores.std)
         score = normalised_sharpness(scores, s.measure)
         self.score = score
+        if mean < BLACK_MEAN:
+            return "dark"
+        if self._covered(mean, std):
+            return "obstructed"
         if mean < s.dark_mean:
             return "dark"
-        if std < s.obstructed_std:
-            return "obstructed"
         level = self._level_of(mean)
-        baseline = level.value
         if s.blur_threshold is not None:  # the user's own level: below it is blurred
             self.baseline = s.blur_threshold
             return "ok" if score >= s.blur_threshold else "blurred"
-        if baseline is None:
-            baseline = self._neighbour_baseline(mean)
-            if baseline is None:
-                self._learn(level, score, std, dt)
-                self.baseline = 0.0
-                return "ok"  # a light level not seen before: nothing to compare with yet
-            level.value, level.contrast = baseline
+        if level.value is None:
+            # A light level not seen before — dusk, lights off, an IR switch, the camera's
+            # night mode: its sharpness is not the day's. Learn it; judge nothing meanwhile.
+            self._learn(level, score, std, mean, dt)
+            self.baseline = 0.0
+            return "ok"
         self.baseline = level.value
-        candidate = self._blur_candidate(score, level.value, std, level.contrast)
+        candidate = self._blur_candidate(score, level.value)
         if candidate == "ok" and self.state == "ok":
             # Follow slow changes of the scene; never learn from a blurred or covered view.
             alpha = min(dt / s.baseline_tau_s, 1.0) if s.baseline_tau_s > 0 else 1.0
             level.value += alpha * (score - level.value)
             level.contrast += alpha * (std - level.contrast)
+            self._reference = (level.contrast, level.contrast / max(mean, 1e-9))
         return candidate
 
-    def _blur_candidate(
-        self, score: float, baseline: float, std: float, contrast: float | None
-    ) -> str:
+    def _covered(self, mean: float, std: float) -> bool:
+        """A flat view: far less than the scene's known contrast, both absolutely (std) and
+        relative to the light (std / mean), which a darker scene keeps and a cover does
+        not; before the scene is known, a picture with almost no contrast at all."""
+        s = self.settings
+        if self._reference is None:  # nothing known of the scene yet: only a flat picture
+            return std < s.obstructed_std and mean >= s.dark_mean
+        ref_std, ref_cv = self._reference
+        cv = std / max(mean, 1e-9)
+        return std < s.obstructed_ratio * ref_std and cv < COVER_CV_RATIO * ref_cv
+
+    def _blur_candidate(self, score: float, baseline: float) -> str:
         s = self.settings
         limit = s.leave_ratio if self.state == "blurred" else s.enter_ratio
-        if score >= limit * baseline:
-            return "ok"
-        if contrast and std < s.obstructed_ratio * contrast:
-            return "obstructed"
-        return "blurred"
+        return "ok" if score >= limit * baseline else "blurred"
 
     def _level_of(self, mean: float) -> _Baseline:
         octaves = 2 * math.log2(max(mean, 1e-3))
@@ -217,15 +231,7 @@ class AlertTracker:
             level = self._levels[key] = _Baseline()
         return level
 
-    def _neighbour_baseline(self, mean: float) -> tuple[float, float] | None:
-        key = round(2 * math.log2(max(mean, 1e-3)))
-        for k in (key - 1, key + 1):
-            near = self._levels.get(k)
-            if near is not None and near.value is not None:
-                return near.value, near.contrast
-        return None
-
-    def _learn(self, level: _Baseline, score: float, std: float, dt: float) -> None:
+    def _learn(self, level: _Baseline, score: float, std: float, mean: float, dt: float) -> None:
         level.samples.append((score, std))
         level.learned_s += dt
         if level.learned_s >= self.settings.learn_s and len(level.samples) >= 3:
@@ -234,6 +240,7 @@ class AlertTracker:
             level.value = scores[len(scores) // 2]
             level.contrast = stds[len(stds) // 2]
             level.samples = []
+            self._reference = (level.contrast, level.contrast / max(mean, 1e-9))
 
     # -- changing state -------------------------------------------------------------------
 
