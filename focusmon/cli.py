@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from . import __version__, kernels
 from ._errors import ConfigError, FocusmonError, SourceError
 from ._progress import Progress
+from .autofocus import STRATEGIES, plot_curve, run_simulated_autofocus
 from .config import load_config
 from .kernels import Backend
 from .measures import resolve_backend
@@ -235,8 +236,55 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a new state must hold S seconds (default 1)")  # fmt: skip
     _add_source_options(watch)
 
+    focus = commands.add_parser(
+        "autofocus",
+        help="run an autofocus search on the simulated microscope and print the result",
+        description="Autofocus on real hardware is the Python API (focusmon.autofocus: a "
+        "Stage and a Camera); this command runs it on a simulated microscope (a real "
+        "micrograph, defocus, photon noise, a flickering lamp, backlash) and prints one "
+        "JSON object.",
+    )
+    focus.add_argument("--simulate", action="store_true", help="use the simulated microscope")
+    focus.add_argument("--strategy", choices=STRATEGIES, default="sweep-fit")
+    focus.add_argument("--z-min", type=float, default=-50.0, metavar="UM")
+    focus.add_argument("--z-max", type=float, default=50.0, metavar="UM")
+    focus.add_argument("--focus", type=float, metavar="UM",
+                       help="the true focal plane (default: random in the range)")  # fmt: skip
+    focus.add_argument("--photons", type=_positive_float, default=2000.0,
+                       help="photo-electrons at white (light level; default 2000)")  # fmt: skip
+    focus.add_argument("--flicker", type=float, default=0.1, help="lamp flicker (default 0.1)")
+    focus.add_argument("--backlash", type=float, default=2.0, metavar="UM",
+                       help="play in the focus drive (default 2)")  # fmt: skip
+    focus.add_argument("--seed", type=int, default=None)
+    focus.add_argument("--plot", metavar="PNG", help="plot the sampled curve (needs matplotlib)")
+    focus.add_argument("--backend", default="auto", help="kernel backend")
+
     commands.add_parser("backends", help="list the compute backends and whether they can run")
     return parser
+
+
+def _cmd_autofocus(args: argparse.Namespace) -> int:
+    if not args.simulate:
+        raise ConfigError(
+            "on hardware, call focusmon.autofocus.autofocus(stage, camera, ...) from Python; "
+            "this command needs --simulate"
+        )
+    if not args.z_min < args.z_max:
+        raise ConfigError(f"--z-min must be below --z-max, got {args.z_min} and {args.z_max}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401 (checked before the search, not after)
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install 'focusmon[plot]'") from None
+    result, truth = run_simulated_autofocus(
+        strategy=args.strategy, z_min=args.z_min, z_max=args.z_max, focus_um=args.focus,
+        photons=args.photons, flicker=args.flicker, backlash_um=args.backlash,
+        seed=args.seed, backend=args.backend,
+    )  # fmt: skip
+    print(json.dumps({**result.as_dict(), **truth}))
+    if args.plot:
+        plot_curve(result, truth, args.plot)
+    return EXIT_OK if result.ok else EXIT_FAILURE
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -447,7 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "watch" and not args.debug:
         logging.getLogger("focusmon").setLevel(logging.INFO)  # a service logs its state changes
     command = {
-        "score": _cmd_score, "peak": _cmd_peak, "watch": _cmd_watch, "backends": _cmd_backends,
+        "score": _cmd_score, "peak": _cmd_peak, "watch": _cmd_watch,
+        "autofocus": _cmd_autofocus, "backends": _cmd_backends,
     }[args.command]  # fmt: skip
     try:
         return command(args)

@@ -1,0 +1,473 @@
+"""Microscope autofocus: move a stage to the in-focus plane, and keep it there.
+
+Any microscope is two small objects: a `Stage` that moves to a z position (µm) and says
+where it is, and a `Camera` that snaps a 2-D uint8 or uint16 image. A pycro-manager (or
+Micro-Manager) adapter, for example, is::
+
+    class MMStage:
+        def __init__(self, core): self.core = core
+        def move_to(self, z_um): self.core.set_position(z_um); self.core.wait_for_system()
+        def position(self): return self.core.get_position()
+
+    class MMCamera:
+        def __init__(self, core): self.core = core
+        def snap(self):
+            self.core.snap_image()
+            image = self.core.get_image()
+            return image.reshape(self.core.get_image_height(), self.core.get_image_width())
+
+Every image is scored with the scheduler's robust focus score (brightness-normalised,
+noise-compensated Tenengrad, `focusmon.scheduler.normalised_sharpness`), and curves are
+fitted with its robust peak (`focusmon.scheduler.peak_position`, as `find_peak` uses).
+
+Guarantees: no position outside ``[z_min, z_max]`` is ever commanded; the final position
+is always approached from below (the same side as every sweep), so gear backlash does not
+shift it; a camera or stage error ends the search, with the stage at a position the result
+reports and the reason said.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .measures import measure as measure_frame
+from .scheduler import normalised_sharpness, peak_position
+
+STRATEGIES = ("sweep-fit", "golden")
+#: A coarse-sweep maximum must stand this many noise deviations above the floor before the
+#: sweep may stop early.
+SIGNIFICANT = 8.0
+_GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+class Stage(Protocol):
+    """A focus drive: positions in micrometres."""
+
+    def move_to(self, z_um: float) -> None: ...
+
+    def position(self) -> float: ...
+
+
+class Camera(Protocol):
+    """Takes one 2-D uint8 or uint16 image."""
+
+    def snap(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class AutofocusResult:
+    """What a search found and what it cost.
+
+    Attributes
+    ----------
+    z : float
+        The chosen plane (µm); the stage was left there.
+    curve : list of (float, float)
+        Every sampled (z, score), in the order snapped.
+    uncertainty_um : float
+        How far the true plane may lie from ``z`` given the sampling and the fit.
+    snaps, moves : int
+        Images taken and stage moves commanded.
+    reason : str
+        Why it stopped: ``converged``, ``peak passed``, or the error that ended it.
+    strategy : str
+    """
+
+    z: float
+    curve: list[tuple[float, float]]
+    uncertainty_um: float
+    snaps: int
+    moves: int
+    reason: str
+    strategy: str
+
+    @property
+    def ok(self) -> bool:
+        """False if an error ended the search."""
+        return not self.reason.startswith("error")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "z": self.z, "uncertainty_um": self.uncertainty_um, "snaps": self.snaps,
+            "moves": self.moves, "reason": self.reason, "strategy": self.strategy,
+            "curve": [[z, s] for z, s in self.curve],
+        }  # fmt: skip
+
+
+class _DeviceError(Exception):
+    """A device error: ends the search."""
+
+
+@dataclass
+class _Session:
+    """The stage and camera behind bounds, backlash handling and counters."""
+
+    stage: Stage
+    camera: Camera
+    z_min: float
+    z_max: float
+    backlash_um: float
+    score: Callable[[np.ndarray], float]
+    snaps: int = 0
+    moves: int = 0
+    curve: list[tuple[float, float]] = field(default_factory=list)
+    last_z: float | None = None
+
+    def clamp(self, z: float) -> float:
+        return min(max(z, self.z_min), self.z_max)
+
+    def go(self, z: float) -> float:
+        """Move to ``z`` (clamped), arriving from below when the last move came from above."""
+        z = self.clamp(z)
+        if self.backlash_um > 0 and (self.last_z is None or z < self.last_z):
+            self._move(self.clamp(z - self.backlash_um))  # take up the play going upward
+        self._move(z)
+        return z
+
+    def _move(self, z: float) -> None:
+        try:
+            self.stage.move_to(z)
+        except Exception as exc:
+            raise _DeviceError(f"error: stage move to {z:g} µm failed: {exc}") from exc
+        self.moves += 1
+        self.last_z = z
+
+    def sample(self, z: float) -> float:
+        z = self.go(z)
+        try:
+            image = self.camera.snap()
+        except Exception as exc:
+            raise _DeviceError(f"error: camera snap failed: {exc}") from exc
+        self.snaps += 1
+        value = self.score(image)
+        self.curve.append((z, value))
+        return value
+
+
+def autofocus(
+    stage: Stage,
+    camera: Camera,
+    *,
+    z_min: float,
+    z_max: float,
+    strategy: str = "sweep-fit",
+    coarse_steps: int = 15,
+    fine_step_um: float | None = None,
+    tolerance_um: float | None = None,
+    backlash_um: float = 0.0,
+    measure: str = "tenengrad_nc",
+    backend: str = "auto",
+    early_stop: bool = True,
+) -> AutofocusResult:
+    """Find the in-focus plane between ``z_min`` and ``z_max`` and leave the stage there.
+
+    Parameters
+    ----------
+    stage, camera : Stage, Camera
+    z_min, z_max : float
+        The range searched (µm); nothing outside it is ever commanded.
+    strategy : {"sweep-fit", "golden"}
+        ``sweep-fit``: a coarse sweep upward (stopping early once the curve has clearly
+        passed its peak) and a robust peak fit, then sweeps 4x finer around the fitted
+        peak, each fitted to every sample near it, down to ``fine_step_um``.
+        ``golden``: the peak bracketed by a coarse sweep, then golden-section search.
+    coarse_steps : int
+        Planes in the coarse sweep over the whole range.
+    fine_step_um : float, optional
+        Spacing of the finest sweep (default: a sixteenth of the coarse spacing).
+    tolerance_um : float, optional
+        Golden-section stops when the bracket is this narrow (default: ``fine_step_um``).
+    backlash_um : float
+        Play in the focus drive: every plane is approached from below by this much.
+    measure, backend : str
+        The score (see `focusmon.scheduler.normalised_sharpness`) and the kernel backend.
+    early_stop : bool
+        Stop the coarse sweep once the peak is clearly passed.
+
+    Returns
+    -------
+    AutofocusResult
+    """
+    if not (math.isfinite(z_min) and math.isfinite(z_max) and z_min < z_max):
+        raise ValueError(f"need finite z_min < z_max, got {z_min!r} and {z_max!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if not isinstance(coarse_steps, int) or coarse_steps < 3:
+        raise ValueError(f"`coarse_steps` must be an integer >= 3, got {coarse_steps!r}")
+    if backlash_um < 0:
+        raise ValueError(f"`backlash_um` must be >= 0, got {backlash_um!r}")
+    coarse = (z_max - z_min) / (coarse_steps - 1)
+    fine = fine_step_um if fine_step_um else coarse / 16
+    if not fine > 0:
+        raise ValueError(f"`fine_step_um` must be > 0, got {fine_step_um!r}")
+
+    def score(image: np.ndarray) -> float:
+        return normalised_sharpness(measure_frame(image, backend=backend), measure)
+
+    session = _Session(stage, camera, z_min, z_max, backlash_um, score)
+    best_z, uncertainty, reason = (z_min + z_max) / 2, (z_max - z_min) / 2, "converged"
+    try:
+        centre, reason = _coarse_sweep(session, coarse, coarse_steps, early_stop)
+        best_z, uncertainty = centre, coarse
+        if strategy == "sweep-fit":
+            spacing = coarse
+            while spacing > fine * 1.001:  # each level: ±1.25 of the last spacing, 4x finer
+                best_z, uncertainty = _fine_sweep(session, best_z, spacing, max(spacing / 4, fine))
+                spacing = max(spacing / 4, fine)
+        else:
+            best_z, uncertainty = _golden(session, centre, coarse, tolerance_um or fine)
+        best_z = session.go(best_z)  # from below, like every sample
+    except _DeviceError as stop:
+        reason = str(stop)
+        best_z = _settle_after_error(session)
+    return AutofocusResult(
+        best_z, session.curve, float(uncertainty), session.snaps, session.moves, reason,
+        strategy,
+    )  # fmt: skip
+
+
+def _coarse_sweep(
+    session: _Session, step: float, steps: int, early_stop: bool
+) -> tuple[float, str]:
+    """Sweep upward; the fitted peak position (µm) and why the sweep ended."""
+    values: list[float] = []
+    zs: list[float] = []
+    reason = "converged"
+    for k in range(steps):
+        z = session.z_min + k * step
+        values.append(session.sample(z))
+        zs.append(session.clamp(z))
+        if early_stop and _passed(values):
+            reason = "peak passed"
+            break
+    return _fit_position(zs, values), reason
+
+
+def _passed(values: list[float], drop: float = 0.5, patience: int = 2) -> bool:
+    """The curve has clearly passed its peak: the maximum is interior, stands out of the
+    noise, and the last ``patience`` samples lie below ``drop`` of its height over the
+    floor."""
+    if len(values) < 5:
+        return False
+    top = int(np.argmax(values))
+    if top == 0:
+        return False  # a first sample highest is as likely noise as a peak at the edge
+    floor = min(values)
+    height = values[top] - floor
+    # Noise from the second differences (var = 6 s² for white noise); the median ignores
+    # the few that the peak itself makes. A dim sample can fake a peak of a few s.
+    noise = float(np.median(np.abs(np.diff(values, 2)))) / (0.6745 * math.sqrt(6))
+    if height < SIGNIFICANT * noise:
+        return False
+    after = values[top + 1 :]
+    return len(after) >= patience and all(v - floor < drop * height for v in after[-patience:])
+
+
+def _fit_position(zs: list[float], values: list[float]) -> float:
+    """The robust peak's sub-sample position, mapped from sample index to z."""
+    position = min(max(peak_position(values), 0.0), len(zs) - 1.0)
+    low = int(math.floor(position))
+    high = min(low + 1, len(zs) - 1)
+    return zs[low] + (position - low) * (zs[high] - zs[low])
+
+
+def _fine_sweep(
+    session: _Session, centre: float, last: float, spacing: float
+) -> tuple[float, float]:
+    """Sweep upward across ±1.25 ``last`` spacings of ``centre`` every ``spacing``; the
+    plane fitted to every sample taken near it, and its uncertainty."""
+    start = session.clamp(centre - 1.25 * last)
+    end = session.clamp(centre + 1.25 * last)
+    count = max(int(round((end - start) / spacing)) + 1, 3)
+    for z in np.linspace(start, end, count):
+        session.sample(float(z))
+    z = _fit_near(session, start, end)
+    return z, (end - start) / (count - 1) / 2
+
+
+def _fit_near(session: _Session, start: float, end: float) -> float:
+    """The peak fitted to all samples in [start, end] (earlier levels' too), in z order."""
+    near = sorted((z, v) for z, v in session.curve if start - 1e-9 <= z <= end + 1e-9)
+    zs = [z for z, _ in near]
+    values = [v for _, v in near]
+    if len(near) < 3:
+        return zs[int(np.argmax(values))] if near else (start + end) / 2
+    return _fit_position(zs, values)
+
+
+def _golden(
+    session: _Session, centre: float, coarse: float, tolerance: float
+) -> tuple[float, float]:
+    """Golden-section search for the maximum in ``centre`` ± one coarse step."""
+    a, b = session.clamp(centre - coarse), session.clamp(centre + coarse)
+    c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
+    fc, fd = session.sample(c), session.sample(d)
+    while b - a > tolerance:
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - _GOLDEN * (b - a)
+            fc = session.sample(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _GOLDEN * (b - a)
+            fd = session.sample(d)
+    # Noisy scores mislead the last comparisons: fit every sample of the bracket instead.
+    low, high = session.clamp(centre - coarse), session.clamp(centre + coarse)
+    z = min(max(_fit_near(session, low, high), a - tolerance), b + tolerance)
+    return z, max((b - a) / 2, tolerance / 2)
+
+
+def _settle_after_error(session: _Session) -> float:
+    """After a device error: the best plane seen if the stage can get there, else wherever
+    the stage says it is (the position is then known, if not the best)."""
+    if session.curve:
+        best = max(session.curve, key=lambda zs: zs[1])[0]
+        try:
+            return session.go(best)
+        except _DeviceError:
+            pass
+    try:
+        return float(session.stage.position())
+    except Exception:
+        return float("nan") if session.last_z is None else session.last_z
+
+
+class FocusTracker:
+    """Keep focus during a time-lapse: small probes around the current plane.
+
+    Each `update` snaps at ``z - step``, ``z`` and ``z + step`` (moving upward), fits a
+    parabola through the three scores and moves to its vertex — at most ``step`` away, so
+    a slow drift is followed without a search. The new plane is approached from below.
+
+    Parameters
+    ----------
+    stage, camera : Stage, Camera
+    z_min, z_max : float
+        Bounds never crossed.
+    step_um : float
+        Probe spacing: about the depth of field.
+    """
+
+    def __init__(
+        self,
+        stage: Stage,
+        camera: Camera,
+        *,
+        z_min: float,
+        z_max: float,
+        step_um: float,
+        backlash_um: float = 0.0,
+        measure: str = "tenengrad_nc",
+        backend: str = "auto",
+    ) -> None:
+        if not step_um > 0:
+            raise ValueError(f"`step_um` must be > 0, got {step_um!r}")
+
+        def score(image: np.ndarray) -> float:
+            return normalised_sharpness(measure_frame(image, backend=backend), measure)
+
+        self._session = _Session(stage, camera, z_min, z_max, backlash_um, score)
+        self.step_um = step_um
+        self.z = self._session.clamp(float(stage.position()))
+
+    @property
+    def snaps(self) -> int:
+        return self._session.snaps
+
+    def update(self) -> float:
+        """One probe cycle; returns the plane the stage is left at.
+
+        Raises
+        ------
+        RuntimeError
+            If the stage or camera fails (the message says which).
+        """
+        s, z, step = self._session, self.z, self.step_um
+        try:
+            zs = [s.clamp(z - step), z, s.clamp(z + step)]
+            values = [s.sample(p) for p in zs]
+            shift = _parabola_vertex(zs, values)
+            self.z = s.go(min(max(shift, z - step), z + step))
+        except _DeviceError as stop:
+            raise RuntimeError(str(stop)) from stop.__cause__
+        return self.z
+
+
+def _parabola_vertex(zs: list[float], values: list[float]) -> float:
+    """The vertex of the parabola through three (z, value); the best sample if it opens
+    upward or the points coincide."""
+    (z0, z1, z2), (f0, f1, f2) = zs, values
+    denom = (z0 - z1) * (z0 - z2) * (z1 - z2)
+    if denom == 0:
+        return zs[int(np.argmax(values))]
+    a = (z2 * (f1 - f0) + z1 * (f0 - f2) + z0 * (f2 - f1)) / denom
+    b = (z2 * z2 * (f0 - f1) + z1 * z1 * (f2 - f0) + z0 * z0 * (f1 - f2)) / denom
+    if not a < 0:
+        return zs[int(np.argmax(values))]
+    return -b / (2 * a)
+
+
+def run_simulated_autofocus(
+    *,
+    strategy: str = "sweep-fit",
+    z_min: float = -50.0,
+    z_max: float = 50.0,
+    focus_um: float | None = None,
+    photons: float = 2000.0,
+    flicker: float = 0.1,
+    backlash_um: float = 2.0,
+    blur_px_per_um: float = 0.5,
+    seed: int | None = None,
+    backend: str = "auto",
+) -> tuple[AutofocusResult, dict[str, float]]:
+    """One search on the simulated microscope (`focusmon.microscope`): the result, and
+    the truth (``true_focus_um``, ``error_um`` of where the drive really ended)."""
+    from .microscope import SimulatedMicroscope, specimen
+
+    rng = np.random.default_rng(seed)
+    if focus_um is None:
+        margin = 0.1 * (z_max - z_min)
+        focus_um = float(rng.uniform(z_min + margin, z_max - margin))
+    scope = SimulatedMicroscope(
+        specimen(), z_focus_um=focus_um, blur_px_per_um=blur_px_per_um,
+        photons_at_white=photons, flicker=flicker, backlash_um=backlash_um,
+        z_start_um=float(rng.uniform(z_min, z_max)), seed=int(rng.integers(2**31)),
+    )  # fmt: skip
+    result = autofocus(
+        scope, scope, z_min=z_min, z_max=z_max, strategy=strategy, backlash_um=backlash_um,
+        backend=backend,
+    )  # fmt: skip
+    truth = {"true_focus_um": focus_um, "error_um": scope.actual_um - scope.z_focus_um}
+    return result, truth
+
+
+def plot_curve(result: AutofocusResult, truth: dict[str, float], path: str) -> None:
+    """Save the sampled curve, the chosen plane and the truth as an image (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    zs = np.array([z for z, _ in result.curve])
+    scores = np.array([s for _, s in result.curve])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(zs, scores, "o", ms=4, label="samples (in order snapped)")
+    order = np.argsort(zs)
+    ax.plot(zs[order], scores[order], "-", lw=0.8, alpha=0.5)
+    ax.axvline(
+        result.z, color="C1", label=f"chosen z = {result.z:.2f} µm ± {result.uncertainty_um:.2f}"
+    )
+    if "true_focus_um" in truth:
+        ax.axvline(truth["true_focus_um"], color="C2", ls="--", label="true focus")
+    ax.set_xlabel("z (µm)")
+    ax.set_ylabel("normalised sharpness")
+    ax.set_title(f"{result.strategy}: {result.snaps} snaps, {result.reason}")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
