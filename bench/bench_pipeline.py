@@ -3,8 +3,8 @@
 Makes a clip of real image content (scikit-image photographs, panned and zoomed, so the
 encoder sees motion rather than a test pattern), then prints frames per second for:
 
-* decode only: PyAV at its default (slice) threading and at its best (frame threads on
-  every core), touching nothing — the ceiling;
+* decode only: PyAV at its default (slice) threading and with frame threads on every
+  core, touching nothing — the faster of the two is the ceiling the ratios refer to;
 * focusmon's pipeline (decode thread + scoring thread, numba-cpu on one thread, all six
   measures);
 * the same with PyAV's gray conversion instead of the luma plane view;
@@ -148,9 +148,10 @@ def main() -> None:
 
         rows: list[tuple[str, float, str]] = []
         slice_fps, _ = rate(lambda: decode_only(clip, threaded=False), total, repeats)
-        best, _ = rate(lambda: decode_only(clip, threaded=True), total, repeats)
+        frame_fps, _ = rate(lambda: decode_only(clip, threaded=True), total, repeats)
+        best = max(slice_fps, frame_fps)  # the ceiling: PyAV at its best setting here
         rows.append(("decode only, PyAV default (slice threads)", slice_fps, ""))
-        rows.append(("decode only, frame threads (the ceiling)", best, ""))
+        rows.append(("decode only, frame threads", frame_fps, ""))
         fps, _ = rate(lambda: pipeline(clip), total, repeats)
         rows.append(("focusmon pipeline, six measures", fps, ""))
         fps, _ = rate(lambda: pipeline_gray(clip), total, repeats)
@@ -163,7 +164,7 @@ def main() -> None:
 
     print(f"# Pipeline, {size} H.264 ({total} frames, GOP {GOP}), {platform.processor() or ''}")
     print(f"# {len(os.sched_getaffinity(0))} cores, PyAV {av.__version__}\n")
-    print("| run | clip frames/s | × decode ceiling | note |")
+    print("| run | clip frames/s | × best decode-only | note |")
     print("|---|---:|---:|---|")
     for name, fps, note in rows:
         print(f"| {name} | {fps:.0f} | {fps / best:.2f} | {note} |")

@@ -42,6 +42,9 @@ STRATEGIES = ("sweep-fit", "golden")
 #: A coarse-sweep maximum must stand this many noise deviations above the floor before the
 #: sweep may stop early.
 SIGNIFICANT = 8.0
+#: FocusTracker moves this fraction of the way to each probe's fitted vertex (less lags
+#: behind drift; measured on the simulator, 0.5 lagged by ~0.2 µm without curing noise).
+TRACK_GAIN = 1.0
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -341,8 +344,9 @@ class FocusTracker:
     """Keep focus during a time-lapse: small probes around the current plane.
 
     Each `update` snaps at ``z - step``, ``z`` and ``z + step`` (moving upward), fits a
-    parabola through the three scores and moves to its vertex — at most ``step`` away, so
-    a slow drift is followed without a search. The new plane is approached from below.
+    parabola through the three scores and moves to its vertex, at most a step away (and
+    not at all if the parabola shows no maximum): a slow drift is followed without a
+    search. The new plane is approached from below.
 
     Parameters
     ----------
@@ -391,83 +395,25 @@ class FocusTracker:
         try:
             zs = [s.clamp(z - step), z, s.clamp(z + step)]
             values = [s.sample(p) for p in zs]
-            shift = _parabola_vertex(zs, values)
-            self.z = s.go(min(max(shift, z - step), z + step))
+            vertex = _parabola_vertex(zs, values)
+            # At most a step, and not at all where the three probes show no maximum: a
+            # jump toward the highest noisy probe would be a random walk.
+            shift = 0.0 if vertex is None else TRACK_GAIN * (vertex - z)
+            self.z = s.go(z + min(max(shift, -step), step))
         except _DeviceError as stop:
             raise RuntimeError(str(stop)) from stop.__cause__
         return self.z
 
 
-def _parabola_vertex(zs: list[float], values: list[float]) -> float:
-    """The vertex of the parabola through three (z, value); the best sample if it opens
-    upward or the points coincide."""
+def _parabola_vertex(zs: list[float], values: list[float]) -> float | None:
+    """The vertex of the parabola through three (z, value), or None where it opens upward
+    or is flat (no evidence of which way the focus lies)."""
     (z0, z1, z2), (f0, f1, f2) = zs, values
     denom = (z0 - z1) * (z0 - z2) * (z1 - z2)
     if denom == 0:
-        return zs[int(np.argmax(values))]
+        return None
     a = (z2 * (f1 - f0) + z1 * (f0 - f2) + z0 * (f2 - f1)) / denom
     b = (z2 * z2 * (f0 - f1) + z1 * z1 * (f2 - f0) + z0 * z0 * (f1 - f2)) / denom
     if not a < 0:
-        return zs[int(np.argmax(values))]
+        return None
     return -b / (2 * a)
-
-
-def run_simulated_autofocus(
-    *,
-    strategy: str = "sweep-fit",
-    z_min: float = -50.0,
-    z_max: float = 50.0,
-    focus_um: float | None = None,
-    photons: float = 2000.0,
-    flicker: float = 0.1,
-    backlash_um: float = 2.0,
-    blur_px_per_um: float = 0.5,
-    seed: int | None = None,
-    backend: str = "auto",
-) -> tuple[AutofocusResult, dict[str, float]]:
-    """One search on the simulated microscope (`focusmon.microscope`): the result, and
-    the truth (``true_focus_um``, ``error_um`` of where the drive really ended)."""
-    from .microscope import SimulatedMicroscope, specimen
-
-    rng = np.random.default_rng(seed)
-    if focus_um is None:
-        margin = 0.1 * (z_max - z_min)
-        focus_um = float(rng.uniform(z_min + margin, z_max - margin))
-    scope = SimulatedMicroscope(
-        specimen(), z_focus_um=focus_um, blur_px_per_um=blur_px_per_um,
-        photons_at_white=photons, flicker=flicker, backlash_um=backlash_um,
-        z_start_um=float(rng.uniform(z_min, z_max)), seed=int(rng.integers(2**31)),
-    )  # fmt: skip
-    result = autofocus(
-        scope, scope, z_min=z_min, z_max=z_max, strategy=strategy, backlash_um=backlash_um,
-        backend=backend,
-    )  # fmt: skip
-    truth = {"true_focus_um": focus_um, "error_um": scope.actual_um - scope.z_focus_um}
-    return result, truth
-
-
-def plot_curve(result: AutofocusResult, truth: dict[str, float], path: str) -> None:
-    """Save the sampled curve, the chosen plane and the truth as an image (matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    zs = np.array([z for z, _ in result.curve])
-    scores = np.array([s for _, s in result.curve])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(zs, scores, "o", ms=4, label="samples (in order snapped)")
-    order = np.argsort(zs)
-    ax.plot(zs[order], scores[order], "-", lw=0.8, alpha=0.5)
-    ax.axvline(
-        result.z, color="C1", label=f"chosen z = {result.z:.2f} µm ± {result.uncertainty_um:.2f}"
-    )
-    if "true_focus_um" in truth:
-        ax.axvline(truth["true_focus_um"], color="C2", ls="--", label="true focus")
-    ax.set_xlabel("z (µm)")
-    ax.set_ylabel("normalised sharpness")
-    ax.set_title(f"{result.strategy}: {result.snaps} snaps, {result.reason}")
-    ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
