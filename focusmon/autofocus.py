@@ -417,3 +417,64 @@ def _parabola_vertex(zs: list[float], values: list[float]) -> float | None:
     if not a < 0:
         return None
     return -b / (2 * a)
+
+
+def run_simulated_autofocus(
+    *,
+    strategy: str = "sweep-fit",
+    z_min: float = -50.0,
+    z_max: float = 50.0,
+    focus_um: float | None = None,
+    photons: float = 2000.0,
+    flicker: float = 0.1,
+    backlash_um: float = 2.0,
+    blur_px_per_um: float = 0.5,
+    seed: int | None = None,
+    backend: str = "auto",
+) -> tuple[AutofocusResult, dict[str, float]]:
+    """One search on the simulated microscope (`focusmon.microscope`): the result, and
+    the truth (``true_focus_um``, ``error_um`` of where the drive really ended)."""
+    from .microscope import SimulatedMicroscope, specimen
+
+    rng = np.random.default_rng(seed)
+    if focus_um is None:
+        margin = 0.1 * (z_max - z_min)
+        focus_um = float(rng.uniform(z_min + margin, z_max - margin))
+    scope = SimulatedMicroscope(
+        specimen(), z_focus_um=focus_um, blur_px_per_um=blur_px_per_um,
+        photons_at_white=photons, flicker=flicker, backlash_um=backlash_um,
+        z_start_um=float(rng.uniform(z_min, z_max)), seed=int(rng.integers(2**31)),
+    )  # fmt: skip
+    result = autofocus(
+        scope, scope, z_min=z_min, z_max=z_max, strategy=strategy, backlash_um=backlash_um,
+        backend=backend,
+    )  # fmt: skip
+    truth = {"true_focus_um": focus_um, "error_um": scope.actual_um - scope.z_focus_um}
+    return result, truth
+
+
+def plot_curve(result: AutofocusResult, truth: dict[str, float], path: str) -> None:
+    """Save the sampled curve, the chosen plane and the truth as an image (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    zs = np.array([z for z, _ in result.curve])
+    scores = np.array([s for _, s in result.curve])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(zs, scores, "o", ms=4, label="samples (in order snapped)")
+    order = np.argsort(zs)
+    ax.plot(zs[order], scores[order], "-", lw=0.8, alpha=0.5)
+    ax.axvline(
+        result.z, color="C1", label=f"chosen z = {result.z:.2f} µm ± {result.uncertainty_um:.2f}"
+    )
+    if "true_focus_um" in truth:
+        ax.axvline(truth["true_focus_um"], color="C2", ls="--", label="true focus")
+    ax.set_xlabel("z (µm)")
+    ax.set_ylabel("normalised sharpness")
+    ax.set_title(f"{result.strategy}: {result.snaps} snaps, {result.reason}")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
