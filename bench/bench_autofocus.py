@@ -142,9 +142,9 @@ def main() -> None:
     tracked, steps = [], 200
     for case in cases[: max(4, n // 12)]:
         scope = scope_for(case, drift_um=0.03)
-        autofocus(scope, scope, z_min=Z_MIN, z_max=Z_MAX, backlash_um=case["backlash"])
-        tracker = FocusTracker(scope, scope, z_min=Z_MIN, z_max=Z_MAX, step_um=1.0,
-                               backlash_um=case["backlash"])  # fmt: skip
+        found = autofocus(scope, scope, z_min=Z_MIN, z_max=Z_MAX, backlash_um=case["backlash"])
+        tracker = FocusTracker.after(found, scope, scope, z_min=Z_MIN, z_max=Z_MAX,
+                                     backlash_um=case["backlash"])  # fmt: skip
         within = 0
         for _ in range(steps):
             tracker.update()

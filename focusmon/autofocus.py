@@ -42,6 +42,8 @@ STRATEGIES = ("sweep-fit", "golden")
 #: A coarse-sweep maximum must stand this many noise deviations above the floor before the
 #: sweep may stop early.
 SIGNIFICANT = 8.0
+#: Each finer sweep of sweep-fit spans ± this many of the previous level's spacings.
+LEVEL_SPAN = 1.0
 #: FocusTracker moves this fraction of the way to each probe's fitted vertex (less lags
 #: behind drift; measured on the simulator, 0.5 lagged by ~0.2 µm without curing noise).
 TRACK_GAIN = 1.0
@@ -176,13 +178,13 @@ def autofocus(
         The range searched (µm); nothing outside it is ever commanded.
     strategy : {"sweep-fit", "golden"}
         ``sweep-fit``: a coarse sweep upward (stopping early once the curve has clearly
-        passed its peak) and a robust peak fit, then sweeps 4x finer around the fitted
-        peak, each fitted to every sample near it, down to ``fine_step_um``.
+        passed its peak) and a robust peak fit, then sweeps 3x finer across ± one spacing
+        of the fitted peak, each fitted to every sample near it, down to ``fine_step_um``.
         ``golden``: the peak bracketed by a coarse sweep, then golden-section search.
     coarse_steps : int
         Planes in the coarse sweep over the whole range.
     fine_step_um : float, optional
-        Spacing of the finest sweep (default: a sixteenth of the coarse spacing).
+        Spacing of the finest sweep (default: 1/27 of the coarse spacing: three levels).
     tolerance_um : float, optional
         Golden-section stops when the bracket is this narrow (default: ``fine_step_um``).
     backlash_um : float
@@ -205,7 +207,7 @@ def autofocus(
     if backlash_um < 0:
         raise ValueError(f"`backlash_um` must be >= 0, got {backlash_um!r}")
     coarse = (z_max - z_min) / (coarse_steps - 1)
-    fine = fine_step_um if fine_step_um else coarse / 16
+    fine = fine_step_um if fine_step_um else coarse / 27
     if not fine > 0:
         raise ValueError(f"`fine_step_um` must be > 0, got {fine_step_um!r}")
 
@@ -219,9 +221,9 @@ def autofocus(
         best_z, uncertainty = centre, coarse
         if strategy == "sweep-fit":
             spacing = coarse
-            while spacing > fine * 1.001:  # each level: ±1.25 of the last spacing, 4x finer
-                best_z, uncertainty = _fine_sweep(session, best_z, spacing, max(spacing / 4, fine))
-                spacing = max(spacing / 4, fine)
+            while spacing > fine * 1.001:  # each level: ±1 of the last spacing, 3x finer
+                best_z, uncertainty = _fine_sweep(session, best_z, spacing, max(spacing / 3, fine))
+                spacing = max(spacing / 3, fine)
         else:
             best_z, uncertainty = _golden(session, centre, coarse, tolerance_um or fine)
         best_z = session.go(best_z)  # from below, like every sample
@@ -282,10 +284,10 @@ def _fit_position(zs: list[float], values: list[float]) -> float:
 def _fine_sweep(
     session: _Session, centre: float, last: float, spacing: float
 ) -> tuple[float, float]:
-    """Sweep upward across ±1.25 ``last`` spacings of ``centre`` every ``spacing``; the
+    """Sweep upward across ±`LEVEL_SPAN` ``last`` spacings of ``centre`` every ``spacing``; the
     plane fitted to every sample taken near it, and its uncertainty."""
-    start = session.clamp(centre - 1.25 * last)
-    end = session.clamp(centre + 1.25 * last)
+    start = session.clamp(centre - LEVEL_SPAN * last)
+    end = session.clamp(centre + LEVEL_SPAN * last)
     count = max(int(round((end - start) / spacing)) + 1, 3)
     for z in np.linspace(start, end, count):
         session.sample(float(z))
@@ -379,6 +381,18 @@ class FocusTracker:
         self.step_um = step_um
         self.z = self._session.clamp(float(stage.position()))
 
+    @classmethod
+    def after(
+        cls, result: AutofocusResult, stage: Stage, camera: Camera, *, z_min: float,
+        z_max: float, **options: object,
+    ) -> FocusTracker:  # fmt: skip
+        """A tracker whose probe spacing suits the specimen: a third of the half width at
+        half height of the focus curve ``result`` sampled (a broad curve needs wide probes
+        for its slope to stand out of the noise, a sharp one narrow probes)."""
+        width = half_width(result.curve)
+        step = width / 3 if width else (z_max - z_min) / 30  # flanks unseen: a broad curve
+        return cls(stage, camera, z_min=z_min, z_max=z_max, step_um=step, **options)
+
     @property
     def snaps(self) -> int:
         return self._session.snaps
@@ -403,6 +417,23 @@ class FocusTracker:
         except _DeviceError as stop:
             raise RuntimeError(str(stop)) from stop.__cause__
         return self.z
+
+
+def half_width(curve: list[tuple[float, float]]) -> float | None:
+    """Half the width (µm) of a sampled focus curve at half its height over the floor, or
+    None where the samples do not show both flanks."""
+    if len(curve) < 3:
+        return None
+    points = sorted(curve)
+    zs = np.array([z for z, _ in points])
+    values = np.array([v for _, v in points])
+    top = int(np.argmax(values))
+    half = values.min() + 0.5 * (values[top] - values.min())
+    left = np.flatnonzero(values[:top] < half)
+    right = np.flatnonzero(values[top + 1 :] < half)
+    if not left.size or not right.size:
+        return None
+    return float(zs[top + 1 + right[0]] - zs[left[-1]]) / 2
 
 
 def _parabola_vertex(zs: list[float], values: list[float]) -> float | None:

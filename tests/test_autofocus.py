@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from focusmon.autofocus import FocusTracker, autofocus, run_simulated_autofocus
+from focusmon.autofocus import FocusTracker, autofocus, half_width, run_simulated_autofocus
 from focusmon.cli import main
 from focusmon.microscope import SimulatedMicroscope, specimen
 
@@ -135,3 +135,13 @@ def test_the_result_is_reproducible_by_seed():
     a, _ = run_simulated_autofocus(seed=11)
     b, _ = run_simulated_autofocus(seed=11)
     assert a.curve == b.curve and np.isfinite(a.z)
+
+
+def test_the_tracker_probes_as_wide_as_the_specimen_s_focus_curve():
+    curve = [(z, 1.0 / (1.0 + (z / 4.0) ** 2)) for z in np.arange(-20.0, 21.0, 1.0)]
+    assert half_width(curve) == pytest.approx(4.0, abs=0.5)  # a Lorentzian of HWHM 4
+    assert half_width(curve[:21]) is None  # one flank only
+    s = scope(focus=0.0)
+    found = autofocus(s, s, z_min=-50, z_max=50)
+    tracker = FocusTracker.after(found, s, s, z_min=-50, z_max=50)
+    assert 0.2 < tracker.step_um < 3.0
