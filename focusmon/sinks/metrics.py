@@ -13,6 +13,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
@@ -176,20 +177,10 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class _ThreadingServer(WSGIServer):
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """One thread per scrape, as prometheus_client's own server does."""
+
     daemon_threads = True
-
-    def process_request(self, request, client_address):  # one thread per scrape
-        thread = threading.Thread(target=self._serve, args=(request, client_address), daemon=True)
-        thread.start()
-
-    def _serve(self, request, client_address) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
 
 
 class MetricsServer:

@@ -49,14 +49,15 @@ class ImageSource(Source):
             self._files = [root]
         else:
             raise SourceError(f"no such file: {path}")
-        self.total = sum(_page_count(p) for p in self._files)
+        self._pages = [_page_count(p) for p in self._files]  # parsed once per file
+        self.total = sum(self._pages)
 
     def __iter__(self) -> Iterator[LumaFrame]:
         self._enter(SourceState.UP)
         index = 0
         try:
-            for path in self._files:
-                for page in _pages(path):
+            for path, count in zip(self._files, self._pages, strict=True):
+                for page in _pages(path, count):
                     if self.stopping:
                         return
                     self.stats.decoded += 1
@@ -82,12 +83,13 @@ def _page_count(path: Path) -> int:
     return 1
 
 
-def _pages(path: Path) -> Iterator[np.ndarray | None]:
-    """Each page of the file, read one at a time (a stack may not fit in memory twice)."""
+def _pages(path: Path, count: int) -> Iterator[np.ndarray | None]:
+    """Each of the ``count`` pages of the file, read one at a time (a stack may not fit in
+    memory twice)."""
     if path.suffix.lower() not in TIFF_SUFFIXES:
         yield cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         return
-    for start in range(_page_count(path)):
+    for start in range(count):
         ok, pages = cv2.imreadmulti(str(path), start, 1, flags=cv2.IMREAD_UNCHANGED)
         yield pages[0] if ok and pages else None
 
