@@ -275,10 +275,7 @@ def _passed(values: list[float], drop: float = 0.5, patience: int = 2) -> bool:
 
 def _fit_position(zs: list[float], values: list[float]) -> float:
     """The robust peak's sub-sample position, mapped from sample index to z."""
-    position = min(max(peak_position(values), 0.0), len(zs) - 1.0)
-    low = int(math.floor(position))
-    high = min(low + 1, len(zs) - 1)
-    return zs[low] + (position - low) * (zs[high] - zs[low])
+    return float(np.interp(peak_position(values), np.arange(len(zs)), zs))
 
 
 def _fine_sweep(

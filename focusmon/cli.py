@@ -14,6 +14,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+import numpy as np
+
 from . import __version__, kernels
 from ._errors import ConfigError, FocusmonError, SourceError
 from ._progress import Progress
@@ -343,12 +345,10 @@ def _cmd_peak(args: argparse.Namespace) -> int:
         raise FocusmonError(f"{source.name}: no frame to find a peak in")
     peak = find_peak([r.scores for r in records], measure=args.measure)
     indices = [r.index for r in records]
-    low = min(int(peak.position), len(indices) - 1)
-    high = min(low + 1, len(indices) - 1)
-    position = indices[low] + (peak.position - low) * (indices[high] - indices[low])
     result = {
         "best_index": indices[peak.best_index],
-        "peak_position": float(max(min(position, indices[-1]), indices[0])),
+        # From a position among the analysed frames to decode-order indices (with --every).
+        "peak_position": float(np.interp(peak.position, range(len(indices)), indices)),
         "measure": peak.measure,
         "scores": peak.values,
     }

@@ -184,14 +184,22 @@ def score_source(
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             checked_shape = frame.luma.shape
-        record = score_frame(
-            backend, frame.luma, frame.index, frame.pts, roi=roi,
-            scale=frame.scale, offset=frame.offset,
-        )  # fmt: skip
-        stats.analysed += 1
+        record = _analyse(backend, frame, roi, source)
         yield record
         if max_frames is not None and stats.analysed >= max_frames:
             return
+
+
+def _analyse(
+    backend: Backend, frame: LumaFrame, roi: Sequence[int] | None, source: Source
+) -> FocusRecord:
+    """Score one of ``source``'s frames and count it as analysed."""
+    record = score_frame(
+        backend, frame.luma, frame.index, frame.pts, roi=roi,
+        scale=frame.scale, offset=frame.offset,
+    )  # fmt: skip
+    source.stats.analysed += 1
+    return record
 
 
 # -- watching many streams --------------------------------------------------------------
@@ -373,11 +381,7 @@ class Watcher:
                                 change = tracker.no_signal(self._clock() + self._epoch)
                             self._emit(change)
                         continue
-                    record = score_frame(
-                        backend, frame.luma, frame.index, frame.pts, roi=spec.roi,
-                        scale=frame.scale, offset=frame.offset,
-                    )  # fmt: skip
-                    source.stats.analysed += 1
+                    record = _analyse(backend, frame, spec.roi, source)
                     when = self._time_of(frame, source)
                     with status.lock:  # the record and the state it led to, together
                         change = tracker.update(record.scores, when)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 
 import cv2
@@ -115,8 +116,6 @@ class DemoCamera(Source):
         clock=None,
         sleep=None,
     ) -> None:
-        import time
-
         super().__init__(options, clock=clock or time.monotonic)
         self.name = "demo"
         self._fps = fps
