@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ._progress import Progress
 from .autofocus import STRATEGIES, plot_curve, run_simulated_autofocus
 from .config import load_config
 from .kernels import Backend
-from .measures import resolve_backend
+from .measures import FocusRecord, resolve_backend
 from .pipeline import BestFrames, StreamSpec, Watcher, score_source
 from .scheduler import SHARPNESS, AlertSettings, PeakTracker, StateChange, find_peak
 from .sinks import EventWriter, FrameSaver
@@ -107,6 +107,16 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         "--ffmpeg-option", type=_ffmpeg_option, action="append", default=[], metavar="NAME=VALUE",
         help="an FFmpeg option for the input (names are checked; repeatable)",
     )  # fmt: skip
+    group.add_argument(
+        "--hwaccel", metavar="DEVICE",
+        help="decode on this device (cuda, vaapi, qsv ...; falls back to the CPU with one "
+        "log line where there is none)",
+    )  # fmt: skip
+    group.add_argument(
+        "--hw-frames", action="store_true",
+        help="with --hwaccel and the numba-cuda backend: score frames where they were "
+        "decoded, with no copy through the host",
+    )  # fmt: skip
     live = parser.add_argument_group("live sources (rtsp, udp, http, /dev/video)")
     live.add_argument(
         "--timeout", type=_positive_float, default=10.0, metavar="S",
@@ -133,6 +143,8 @@ def _backend_options(args: argparse.Namespace) -> dict[str, object]:
 
 def _source_options(args: argparse.Namespace) -> SourceOptions:
     return SourceOptions(
+        hwaccel=args.hwaccel,
+        hw_frames=args.hw_frames,
         every=args.every,
         max_fps=args.max_fps,
         keyframes_only=args.keyframes,
@@ -224,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="save nothing for a window whose best normalised score is below S",
     )  # fmt: skip
     _add_backend_options(watch)
+    watch.add_argument(
+        "--batch", type=int, metavar="N",
+        help="score up to N streams' frames in one GPU launch (default: one per stream on a "
+        "GPU backend; 0: never)",
+    )  # fmt: skip
+    watch.add_argument(
+        "--batch-wait-ms", type=_positive_float, default=5.0, metavar="MS",
+        help="how long a batch waits for more frames after its first (default 5)",
+    )  # fmt: skip
     watch.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="score only this rectangle")
     alerts = watch.add_argument_group("alerts (defaults need no calibration)")
     alerts.add_argument(
@@ -309,6 +330,17 @@ def _open(args: argparse.Namespace) -> tuple[Backend, Source]:
         raise
 
 
+def _scored(source: Source, backend: Backend, **kwargs: object) -> Iterator[FocusRecord]:
+    """`score_source`, with a frame the kernels refuse (smaller than 3x3: a 1x1 image) as
+    one error line rather than a traceback."""
+    try:
+        yield from score_source(source, backend, **kwargs)
+    except FocusmonError:
+        raise
+    except ValueError as exc:
+        raise FocusmonError(f"{source.name}: cannot score its frames: {exc}") from exc
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
     backend, source = _open(args)
     total = -(-source.total // args.every) if source.total else None
@@ -316,7 +348,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         with source, backend:
-            for record in score_source(source, backend, roi=args.roi, max_frames=args.frames):
+            for record in _scored(source, backend, roi=args.roi, max_frames=args.frames):
                 out.write(json.dumps(record.as_dict()) + "\n")
                 progress.advance()
     finally:
@@ -333,7 +365,7 @@ def _cmd_peak(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, "peak", source.total)
     try:
         with source, backend:
-            for record in score_source(source, backend, roi=args.roi):
+            for record in _scored(source, backend, roi=args.roi):
                 records.append(record)
                 progress.advance()
                 if tracker is not None and tracker.push(record.scores) is not None:
@@ -361,9 +393,10 @@ DEFAULT_METRICS_ADDR = "127.0.0.1:9713"
 # `watch` options that belong to a stream: with --config they go in the file instead.
 _STREAM_FLAGS = ("name", "roi", "every", "max_fps", "keyframes", "decoder_threads", "format",
                  "ffmpeg_option", "timeout", "rtsp_transport", "blur_threshold", "enter_ratio",
-                 "leave_ratio", "min_dwell")  # fmt: skip
+                 "leave_ratio", "min_dwell", "hwaccel", "hw_frames")  # fmt: skip
 _SERVICE_FLAGS = ("metrics_addr", "tls_cert", "tls_key", "events", "save_best", "best_every",
-                  "best_seconds", "best_floor", "backend", "threads")  # fmt: skip
+                  "best_seconds", "best_floor", "backend", "threads", "batch",
+                  "batch_wait_ms")  # fmt: skip
 
 
 def _watch_plan(args: argparse.Namespace) -> tuple[list[StreamSpec], dict[str, object]]:
@@ -431,7 +464,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             watcher = Watcher(
                 specs, backend=service["backend"],
                 backend_options=_backend_options(argparse.Namespace(**service)),
-                on_change=on_change, best=best,
+                on_change=on_change, best=best, batch=service["batch"],
+                batch_wait_s=service["batch_wait_ms"] / 1e3,
             )  # fmt: skip
         except SourceError as exc:
             raise _StartError(str(exc)) from None

@@ -51,6 +51,8 @@ _SERVICE_KEYS = {
     "best_floor": _NUMBER,
     "backend": ((str,), "a backend name"),
     "threads": ((int,), "an integer"),
+    "batch": ((int,), "an integer"),
+    "batch_wait_ms": _NUMBER,
 }
 _SOURCE_KEYS = {
     f.name: f for f in dataclasses.fields(SourceOptions) if f.name != "retry_first_connect"

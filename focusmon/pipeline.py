@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -202,6 +203,193 @@ def _analyse(
     return record
 
 
+# -- scoring many streams' frames together (a GPU) ----------------------------------------
+
+
+@dataclass(eq=False)
+class _Request:
+    """One stream's frame waiting for its batch."""
+
+    frame: LumaFrame
+    roi: Sequence[int] | None
+    source: Source
+    done: threading.Event = field(default_factory=threading.Event)
+    record: FocusRecord | None = None
+    error: BaseException | None = None
+
+    def finish(self, record: FocusRecord | None, error: BaseException | None = None) -> None:
+        self.record, self.error = record, error
+        self.done.set()
+
+
+def _check_batching(max_frames: object, max_wait_s: object, least: int) -> None:
+    if not isinstance(max_frames, int) or isinstance(max_frames, bool) or max_frames < least:
+        raise ConfigError(f"`batch` must be an integer >= {least}, got {max_frames!r}")
+    if not (isinstance(max_wait_s, (int, float)) and 0 <= max_wait_s <= 1):
+        raise ConfigError(
+            f"the batch wait (`batch_wait_s`, `--batch-wait-ms`) must be 0 to 1 s (1000 ms), "
+            f"got {max_wait_s!r} s"
+        )
+
+
+class BatchScorer:
+    """Scores the frames of many streams in batches, on one thread that owns the backend.
+
+    A GPU pays off when one launch serves many streams: each stream's thread hands its
+    frame to `score` and waits; the batch thread takes the first waiting frame, gathers
+    what else arrives within ``max_wait_s`` (at most ``max_frames`` frames), and submits
+    them as one batch. While the GPU scores batch k, the next is gathered and submitted
+    (its copy overlapping batch k's kernel), then batch k's results go back to their
+    threads; when nothing else is waiting, results go back at once. So a frame waits at
+    most ``max_wait_s`` plus one batch for its score.
+
+    ``kernel_ms`` of a batched record is its batch's time (submit to results) shared out
+    among the batch's frames.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        backend_options: Mapping[str, object] | None = None,
+        *,
+        max_frames: int = 16,
+        max_wait_s: float = 0.005,
+    ) -> None:
+        _check_batching(max_frames, max_wait_s, 1)
+        self.max_frames, self.max_wait_s = max_frames, float(max_wait_s)
+        self._waiting: collections.deque[_Request] = collections.deque()
+        self._arrived = threading.Condition()
+        self._closed = False
+        self.batches = 0  # batches submitted, and the frames in them: their mean size
+        self.frames = 0
+        ready = threading.Event()
+        failed: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(backend, dict(backend_options or {}), ready, failed),
+            name="batch scorer", daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+        ready.wait()
+        if failed:
+            raise failed[0]
+
+    def score(self, frame: LumaFrame, roi: Sequence[int] | None, source: Source) -> FocusRecord:
+        """Score ``frame`` of ``source`` in the next batch; waits for it (called by the
+        stream's thread). Raises what scoring it raised, or ConfigError once closed."""
+        request = _Request(frame, roi, source)
+        with self._arrived:
+            if self._closed:
+                raise ConfigError("the batch scorer is closed")
+            self._waiting.append(request)
+            self._arrived.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        source.stats.analysed += 1
+        assert request.record is not None
+        return request.record
+
+    def close(self) -> None:
+        """Finish the batch in hand, fail what still waits, and stop the thread."""
+        with self._arrived:
+            self._closed = True
+            self._arrived.notify()
+        self._thread.join(JOIN_TIMEOUT_S)
+
+    def _run(
+        self, name: str, options: dict[str, object], ready: threading.Event, failed: list
+    ) -> None:
+        try:
+            backend = resolve_backend(name, **options)
+        except BaseException as exc:
+            failed.append(exc)
+            ready.set()
+            return
+        ready.set()
+        in_flight = None
+        try:
+            with backend:
+                while True:
+                    batch = self._gather(wait=in_flight is None)
+                    if batch:
+                        submitted = self._submit(backend, batch)
+                        if in_flight is not None:  # batch k+1 is on its way: hand out k
+                            self._deliver(*in_flight)
+                        in_flight = submitted
+                    elif in_flight is not None:  # nothing else waiting: no reason to hold k
+                        self._deliver(*in_flight)
+                        in_flight = None
+                    elif self._closed:
+                        break
+        finally:  # also if this thread fails: no stream may wait forever
+            with self._arrived:
+                self._closed = True
+            for request in self._drain():
+                request.finish(None, ConfigError("the batch scorer is closed"))
+
+    def _gather(self, *, wait: bool) -> list[_Request]:
+        """The next batch: the first waiting frame (waited for if ``wait``) and what else
+        arrives within ``max_wait_s`` of it, up to ``max_frames``."""
+        with self._arrived:
+            if wait:
+                while not self._waiting and not self._closed:
+                    self._arrived.wait()
+            if not self._waiting:
+                return []
+            deadline = time.monotonic() + self.max_wait_s
+            while len(self._waiting) < self.max_frames and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
+            return [
+                self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_frames))
+            ]
+
+    def _drain(self) -> list[_Request]:
+        with self._arrived:
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        return waiting
+
+    def _submit(self, backend: Backend, batch: list[_Request]):
+        """Start scoring ``batch``; a frame the backend refuses fails alone."""
+        good = []
+        for request in batch:
+            try:
+                backend.check(request.frame.luma, request.roi)
+            except (TypeError, ValueError) as exc:
+                request.finish(None, ConfigError(str(exc)))
+            else:
+                good.append(request)
+        if not good:
+            return None
+        start = time.perf_counter()
+        try:
+            pending = backend.submit(
+                [r.frame.luma for r in good], rois=[r.roi for r in good],
+                scales=[r.frame.scale for r in good], offsets=[r.frame.offset for r in good],
+            )  # fmt: skip
+        except Exception as exc:
+            for request in good:
+                request.finish(None, exc)
+            return None
+        self.batches += 1
+        self.frames += len(good)
+        return good, pending, start
+
+    def _deliver(self, good: list[_Request], pending, start: float) -> None:
+        try:
+            scores = pending.result()
+        except Exception as exc:  # a device error: every frame of the batch fails
+            for request in good:
+                request.finish(None, exc)
+            return
+        share_ms = (time.perf_counter() - start) * 1e3 / len(good)
+        for request, frame_scores in zip(good, scores, strict=True):
+            frame = request.frame
+            request.finish(FocusRecord(frame.index, frame.pts, frame_scores, share_ms))
+
+
 # -- watching many streams --------------------------------------------------------------
 
 
@@ -258,6 +446,9 @@ class BestFrames:
     floor: float | None = None
 
 
+_Score = Callable[[LumaFrame, Sequence[int] | None, Source], FocusRecord]
+
+
 class Watcher:
     """Watches streams, each on its own threads, until they end or `stop` is called.
 
@@ -276,6 +467,12 @@ class Watcher:
     on_change : callable
         Called with each `StateChange`, from the stream's thread.
     best : BestFrames, optional
+    batch : int, optional
+        Score the streams' frames together, at most this many per batch (see
+        `BatchScorer`). Default: on a batching backend (a GPU) with more than one stream,
+        one frame per stream; 0 never batches.
+    batch_wait_s : float
+        How long a batch waits for more frames after its first (default 5 ms).
     """
 
     def __init__(
@@ -286,6 +483,8 @@ class Watcher:
         backend_options: Mapping[str, object] | None = None,
         on_change: Callable[[StateChange], None],
         best: BestFrames | None = None,
+        batch: int | None = None,
+        batch_wait_s: float = 0.005,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -299,6 +498,13 @@ class Watcher:
             self._backend_options = {
                 k: v for k, v in self._backend_options.items() if k in accepted
             }
+            batches = chosen.batches
+        if batch is None:
+            batch = len(specs) if batches and len(specs) > 1 else 0
+        _check_batching(batch, batch_wait_s, 0)
+        self._batch, self._batch_wait_s = batch, batch_wait_s
+        specs = [self._host_frames_unless_gpu(spec, batches, best) for spec in specs]
+        self.batcher: BatchScorer | None = None
         self._on_change, self._best = on_change, best
         self._clock = clock
         self._epoch = wall_clock() - clock()  # live events carry Unix time
@@ -316,6 +522,19 @@ class Watcher:
                 status.source.close()
             raise
         self._threads: list[threading.Thread] = []
+
+    @staticmethod
+    def _host_frames_unless_gpu(
+        spec: StreamSpec, gpu: bool, best: BestFrames | None
+    ) -> StreamSpec:
+        """``spec``, asking for frames in host memory unless a GPU backend scores them and
+        no frame is saved (a frame left on the GPU is of no use to anything else)."""
+        if not spec.options.hw_frames or (gpu and best is None):
+            return spec
+        why = "frames are saved" if gpu else "the backend scores on the CPU"
+        log.info("%s: decoded frames are copied to host memory: %s", spec.name, why)
+        options = dataclasses.replace(spec.options, hw_frames=False)
+        return dataclasses.replace(spec, options=options)
 
     @property
     def backend(self) -> str:
@@ -337,11 +556,22 @@ class Watcher:
     def close(self) -> None:
         """Stop, and release sources whose threads never started."""
         self.stop()
+        if self.batcher is not None:
+            self.batcher.close()
         if not self._threads:
             for status in self.streams:
                 status.source.close()
 
     def start(self) -> None:
+        if self._batch:
+            self.batcher = BatchScorer(
+                self._backend, self._backend_options,
+                max_frames=self._batch, max_wait_s=self._batch_wait_s,
+            )  # fmt: skip
+            log.info(
+                "scoring the streams' frames in batches of up to %d on %s",
+                self._batch, self._backend,
+            )  # fmt: skip
         for status in self.streams:
             thread = threading.Thread(
                 target=self._run, args=(status,), name=f"score {status.spec.name}", daemon=True
@@ -359,7 +589,10 @@ class Watcher:
         for thread in self._threads:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
             thread.join(remaining)
-        return not any(t.is_alive() for t in self._threads)
+        ended = not any(t.is_alive() for t in self._threads)
+        if ended and self.batcher is not None:
+            self.batcher.close()
+        return ended
 
     def _run(self, status: StreamStatus) -> None:
         spec, source, tracker = status.spec, status.source, status.tracker
@@ -371,7 +604,7 @@ class Watcher:
             )  # fmt: skip
         started = self._clock()
         try:
-            with resolve_backend(self._backend, **self._backend_options) as backend:
+            with self._scorer() as score:
                 for frame in iter_frames(source, idle_s=IDLE_S if source.live else None):
                     if self._stop.is_set():
                         break
@@ -381,7 +614,7 @@ class Watcher:
                                 change = tracker.no_signal(self._clock() + self._epoch)
                             self._emit(change)
                         continue
-                    record = _analyse(backend, frame, spec.roi, source)
+                    record = score(frame, spec.roi, source)
                     when = self._time_of(frame, source)
                     with status.lock:  # the record and the state it led to, together
                         change = tracker.update(record.scores, when)
@@ -400,6 +633,16 @@ class Watcher:
         finally:
             source.close()
             status.done = True
+
+    @contextlib.contextmanager
+    def _scorer(self) -> Iterator[_Score]:
+        """How a stream's thread scores a frame: through the batcher, or with a backend of
+        its own."""
+        if self.batcher is not None:
+            yield self.batcher.score
+            return
+        with resolve_backend(self._backend, **self._backend_options) as backend:
+            yield lambda frame, roi, source: _analyse(backend, frame, roi, source)
 
     def snapshot(self) -> list[StreamSnapshot]:
         """Every stream as one consistent, finite view (for the metrics endpoint)."""

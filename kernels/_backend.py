@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
 
 from ._frame import prepare
 from ._scores import FocusScores, RawSums, finish, rescale
+
+
+class PendingScores:
+    """Scores of a submitted batch, possibly still being computed (see `Backend.submit`)."""
+
+    def __init__(self, wait: Callable[[], list[FocusScores]]) -> None:
+        self._wait: Callable[[], list[FocusScores]] | None = wait
+        self._scores: list[FocusScores] = []
+
+    def result(self) -> list[FocusScores]:
+        """The scores, in the order the frames were given; waits for them once."""
+        if self._wait is not None:
+            wait, self._wait = self._wait, None
+            self._scores = wait()
+        return self._scores
+
+    @property
+    def done(self) -> bool:
+        """Whether `result` has been read (it no longer waits)."""
+        return self._wait is None
+
+
+def _check_units(scale: float, offset: float) -> None:
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"`scale` must be a finite number > 0, got {scale!r}")
+    if not math.isfinite(offset):
+        raise ValueError(f"`offset` must be finite, got {offset!r}")
 
 
 class Backend(abc.ABC):
@@ -21,6 +48,9 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: Whether scoring many frames in one `submit` is cheaper than one by one (a GPU's
+    #: launch and copy latency). The pipeline batches streams together only for these.
+    batches: ClassVar[bool] = False
 
     def scores(
         self,
@@ -46,16 +76,68 @@ class Backend(abc.ABC):
         -------
         FocusScores
         """
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"`scale` must be a finite number > 0, got {scale!r}")
-        if not math.isfinite(offset):
-            raise ValueError(f"`offset` must be finite, got {offset!r}")
-        view = prepare(luma, roi)
+        _check_units(scale, offset)
+        view = self.check(luma, roi)
         return rescale(self._scores(view), float(scale), float(offset))
 
     @abc.abstractmethod
     def _scores(self, view: np.ndarray) -> FocusScores:
         """Scores of a prepared (H >= 3, W >= 3, unit inner stride) uint8/uint16 view."""
+
+    def submit(
+        self,
+        lumas: Sequence[np.ndarray],
+        *,
+        rois: Sequence[Sequence[int] | None] | None = None,
+        scales: Sequence[float] | None = None,
+        offsets: Sequence[float] | None = None,
+    ) -> PendingScores:
+        """Start scoring several frames (of any sizes) at once; `PendingScores.result` waits.
+
+        A batching backend (``numba-cuda``) scores them in one kernel launch and reads the
+        results of all of them back in one copy, and returns before the GPU is done, so the
+        caller can prepare the next batch meanwhile. Other backends score them one by one,
+        before returning.
+
+        Parameters
+        ----------
+        lumas : sequence of arrays
+            Frames as for `scores`: (H, W) uint8 or uint16 NumPy arrays, or, for a GPU
+            backend, device arrays (anything with ``__cuda_array_interface__`` or
+            ``__dlpack__``), which are scored without a copy through the host.
+        rois, scales, offsets : sequences, optional
+            Per frame, as for `scores`; each the length of ``lumas``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `scores`, for the first frame or parameter that is wrong; nothing is started.
+        """
+        n = len(lumas)
+        rois = [None] * n if rois is None else list(rois)
+        scales = [1.0] * n if scales is None else [float(v) for v in scales]
+        offsets = [0.0] * n if offsets is None else [float(v) for v in offsets]
+        for what, values in (("rois", rois), ("scales", scales), ("offsets", offsets)):
+            if len(values) != n:
+                raise ValueError(
+                    f"`{what}` must have one entry per frame ({n}), got {len(values)}"
+                )
+        for scale, offset in zip(scales, offsets, strict=True):
+            _check_units(scale, offset)
+        views = [self.check(luma, roi) for luma, roi in zip(lumas, rois, strict=True)]
+        return self._submit(views, scales, offsets)
+
+    def check(self, luma: object, roi: Sequence[int] | None = None) -> np.ndarray:
+        """The view of ``luma`` (its ROI) that the kernel scores; raises as `scores` does."""
+        return prepare(luma, roi)  # type: ignore[arg-type]
+
+    def _submit(
+        self, views: list[np.ndarray], scales: list[float], offsets: list[float]
+    ) -> PendingScores:
+        done = [
+            rescale(self._scores(v), s, o) for v, s, o in zip(views, scales, offsets, strict=True)
+        ]
+        return PendingScores(lambda: done)
 
     def close(self) -> None:  # noqa: B027 (most backends hold nothing)
         """Release what the backend holds (device memory, buffers)."""

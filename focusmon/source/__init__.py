@@ -19,7 +19,7 @@ from pathlib import Path
 from .._errors import SourceError
 from ._base import Source, SourceOptions, SourceState, SourceStats, VideoFileSource
 from ._demo import DemoCamera, DemoSource
-from ._frame import LumaFrame, Timeline, luma_of, range_mapping
+from ._frame import DeviceLuma, LumaFrame, Timeline, luma_of, range_mapping
 from ._images import STILL_SUFFIXES, ImageSource
 from ._live import FFMPEG_OPTIONS, LiveSource, check_ffmpeg_options, kind_of, redact
 
@@ -27,6 +27,7 @@ __all__ = [
     "FFMPEG_OPTIONS",
     "DemoCamera",
     "DemoSource",
+    "DeviceLuma",
     "ImageSource",
     "LiveSource",
     "LumaFrame",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import threading
 import time
@@ -10,9 +11,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import av
+from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from .._errors import ConfigError, SourceError
 from ._frame import LumaFrame, Timeline, luma_of
+
+log = logging.getLogger("focusmon.source")
 
 #: Consecutive packets that fail to decode, with no frame in between, before a stream is
 #: declared undecodable rather than damaged.
@@ -62,6 +66,13 @@ class SourceOptions:
     retry_first_connect : bool
         Live sources: keep trying when the very first connection fails (a service) rather
         than raise at once (a command).
+    hwaccel : str or None
+        Decode on this kind of device (``cuda``, ``vaapi``, ``qsv`` …: FFmpeg's hardware
+        decoders). Where it cannot be had, the source says why in one log line and decodes
+        on the CPU.
+    hw_frames : bool
+        With ``hwaccel``: leave decoded frames on the device (the luma is a `DeviceLuma`,
+        which only a GPU backend scores) instead of copying them to host memory.
     """
 
     every: int = 1
@@ -78,6 +89,8 @@ class SourceOptions:
     reconnect_max_s: float = 30.0
     reconnect_attempts: int | None = None
     retry_first_connect: bool = False
+    hwaccel: str | None = None
+    hw_frames: bool = False
 
     def __post_init__(self) -> None:
         _check_int("every", self.every, 1)
@@ -89,6 +102,22 @@ class SourceOptions:
                 _check_positive(name, getattr(self, name))
         for name in ("timeout_s", "reconnect_initial_s", "reconnect_max_s"):
             _check_positive(name, getattr(self, name))
+        if not isinstance(self.hw_frames, bool):
+            raise ConfigError(f"`hw_frames` must be true or false, got {self.hw_frames!r}")
+        if self.hwaccel is not None:
+            kinds = hwdevices_available()
+            if self.hwaccel not in kinds:
+                raise ConfigError(
+                    f"`hwaccel` must be one of FFmpeg's device types ({', '.join(kinds)}), "
+                    f"got {self.hwaccel!r}"
+                )
+        elif self.hw_frames:
+            raise ConfigError("`hw_frames` needs `hwaccel` (frames decoded on a device)")
+        if self.format is not None and self.format not in av.formats_available:
+            raise ConfigError(
+                f"`format` must be the name of one of FFmpeg's demuxers (such as mpegts, "
+                f"mpjpeg, rtsp; `ffmpeg -demuxers` lists them), got {self.format!r}"
+            )
         if self.rtsp_transport not in ("tcp", "udp"):
             raise ConfigError(
                 f"`rtsp_transport` must be 'tcp' or 'udp', got {self.rtsp_transport!r}"
@@ -212,17 +241,27 @@ class Source:
         timeline = self._timeline  # one per source: continuous across reconnects
         timeline.set_step(1.0 / float(rate) if rate else None)
         stats, keep, clock, stop = self.stats, self._keep, self._clock, self._stop
+        timeout_s = self.options.timeout_s
+        # Live: a read that waited the whole timeout is the timeout, whatever came of it.
+        # FFmpeg's RTSP demuxer answers its timeout with a short bogus packet and then waits
+        # a whole timeout again; the UDP one hands over its last, partial packet. Decoding
+        # that would push out the frame the decoder's threads still hold from before the
+        # stall, scored as if the stream were back (measured: tests/test_faults.py).
+        waited_too_long = timeout_s if self.live else math.inf
         failed_run = 0
         packets = container.demux(stream)
         while True:
+            asked = clock()
             try:
                 packet = next(packets)
             except StopIteration:
                 return
             except (av.error.FFmpegError, OSError) as exc:
-                raise SourceError(_read_error(exc, self.options.timeout_s)) from exc
+                raise SourceError(_read_error(exc, timeout_s)) from exc
             if stop.is_set():
                 return
+            if clock() - asked >= waited_too_long:
+                raise SourceError(f"no data for {timeout_s:g} s")
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
@@ -247,6 +286,49 @@ class Source:
                     yield LumaFrame(luma, index, t, scale, offset, now)
 
 
+def open_container(
+    url: str, options: SourceOptions, /, *, device: bool = True, **kwargs: object
+) -> tuple[av.container.InputContainer, str | None]:
+    """``av.open(url, **kwargs)``, decoding on the options' ``hwaccel`` device if ``device``.
+
+    A device that cannot be had (no GPU, no driver, no permission) is not an error: the
+    container is opened again for CPU decoding, and the second value says why the device
+    was not used (None if it was, or none was asked for); the caller logs it, once. An
+    input that cannot be opened raises as `av.open` does. FFmpeg's own fallback covers a
+    device that cannot decode a particular stream.
+    """
+    kwargs.setdefault("metadata_errors", "replace")  # cameras write Latin-1 into metadata
+    if options.hwaccel is None or not device:
+        return av.open(url, **kwargs), None
+    hwaccel = HWAccel(options.hwaccel, allow_software_fallback=True, is_hw_owned=options.hw_frames)
+    try:
+        return av.open(url, hwaccel=hwaccel, **kwargs), None
+    except av.error.FFmpegError as exc:
+        why = exc.strerror or str(exc)
+    return av.open(url, **kwargs), why  # raises the input's own error, if that was it
+
+
+def check_video(container: av.container.InputContainer, name: str) -> None:
+    """Raise SourceError (closing ``container``) unless its first video stream can be
+    decoded here."""
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"{name} has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec this FFmpeg has no decoder for
+        tag = getattr(stream, "codec_tag", "") or "unknown"
+        container.close()
+        raise SourceError(f"{name}: no decoder for its video codec ({tag!r})")
+
+
+def no_device_message(options: SourceOptions, why: str) -> str:
+    """The one log line for a hardware decoder that could not be had."""
+    return (
+        f"hardware decoding on {options.hwaccel!r} is not available here ({why}); "
+        "decoding on the CPU"
+    )
+
+
 def _read_error(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, av.error.ExitError | TimeoutError):
         return f"no data for {timeout_s:g} s"
@@ -261,14 +343,16 @@ class VideoFileSource(Source):
         self.name = path
         fmt = self.options.format
         try:
-            self._container = av.open(path, format=fmt, options=dict(self.options.ffmpeg_options))
+            self._container, no_device = open_container(
+                path, self.options, format=fmt, options=dict(self.options.ffmpeg_options)
+            )
         except av.error.FileNotFoundError as exc:
             raise SourceError(f"no such file: {path}") from exc
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open {path}: {_ffmpeg_message(exc)}") from exc
-        if not self._container.streams.video:
-            self._container.close()
-            raise SourceError(f"{path} has no video stream")
+        if no_device is not None:
+            log.warning("%s: %s", path, no_device_message(self.options, no_device))
+        check_video(self._container, path)
         self.total = self._container.streams.video[0].frames or None
         self._iterating = False
 
@@ -277,8 +361,13 @@ class VideoFileSource(Source):
         self._enter(SourceState.UP)
         try:
             yield from self._decode(self._container)
-            if not self.stats.decoded and not self.stopping:
-                raise SourceError("no frame could be decoded")
+            stats = self.stats
+            if stats.decoded == stats.corrupt and not self.stopping:
+                raise SourceError(
+                    f"every one of its {stats.decoded} frames was corrupt"
+                    if stats.decoded
+                    else "no frame could be decoded"
+                )
         except SourceError as exc:
             raise SourceError(
                 f"{self.name}: decoding stopped at frame {self.stats.decoded}: {exc}"

@@ -27,8 +27,9 @@ class LumaFrame:
 
     Attributes
     ----------
-    luma : ndarray, (H, W), uint8 or uint16
-        A view of the decoder's plane (rows may be padded), or a converted copy.
+    luma : ndarray, (H, W), uint8 or uint16, or DeviceLuma
+        A view of the decoder's plane (rows may be padded), or a converted copy; with
+        ``hw_frames``, the plane on the GPU.
     index : int
         Decode-order index, from 0, counting every decoded frame (skipped ones too).
     pts : float or None
@@ -40,7 +41,7 @@ class LumaFrame:
         ``time.monotonic()`` when the decoder delivered the frame (live sources).
     """
 
-    luma: np.ndarray
+    luma: np.ndarray | DeviceLuma
     index: int
     pts: float | None
     scale: float = 1.0
@@ -85,6 +86,8 @@ def luma_of(frame: av.VideoFrame) -> tuple[np.ndarray, float, float]:
         If the frame's format cannot be converted to gray.
     """
     name = frame.format.name
+    if name == "cuda":  # decoded by NVDEC and left on the GPU (hwaccel, hw_frames)
+        return _device_luma(frame)
     kind, bits = _luma_layout(name)
     if name.startswith("gray"):
         full = frame.color_range != _AVCOL_RANGE_MPEG
@@ -99,6 +102,35 @@ def luma_of(frame: av.VideoFrame) -> tuple[np.ndarray, float, float]:
     except (av.error.FFmpegError, ValueError) as exc:
         raise SourceError(f"unsupported pixel format {name!r}: {exc}") from exc
     return _plane_view(gray, _U16 if bits > 8 else np.uint8), *range_mapping(bits, True)
+
+
+class DeviceLuma:
+    """Plane 0 of a frame decoded on the GPU and left there: a DLPack producer, with the
+    ``shape`` and ``dtype`` a kernel checks. Only a GPU backend scores it, without a copy
+    through the host; it keeps its frame (and so the device memory) alive."""
+
+    def __init__(self, frame: av.VideoFrame, dtype: np.dtype) -> None:
+        self._frame, self._plane = frame, frame.planes[0]
+        self.shape = (frame.height, frame.width)
+        self.dtype = dtype
+
+    def __dlpack__(self, *, stream: int | None = None) -> object:
+        # PyAV exports without a stream: FFmpeg's decoder has finished the frame by the
+        # time it hands it over, so there is nothing to order against.
+        return self._plane.__dlpack__()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self._plane.__dlpack_device__()
+
+
+def _device_luma(frame: av.VideoFrame) -> tuple[DeviceLuma, float, float]:
+    name = frame.sw_format.name if frame.sw_format is not None else "?"
+    if name not in ("nv12", "p010le", "p016le"):  # what PyAV exports by DLPack
+        raise SourceError(f"frames decoded on the GPU as {name!r} cannot be scored there")
+    full = frame.color_range == _AVCOL_RANGE_JPEG
+    if name == "nv12":
+        return DeviceLuma(frame, np.dtype(np.uint8)), *range_mapping(8, full)
+    return DeviceLuma(frame, _U16), *range_mapping(16, full)  # samples in the high bits
 
 
 def _plane_view(frame: av.VideoFrame, dtype: np.dtype | type) -> np.ndarray:

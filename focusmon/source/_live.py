@@ -18,7 +18,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import av
 
 from .._errors import ConfigError, SourceError, SourceTimeout
-from ._base import Source, SourceOptions, SourceState, _ffmpeg_message
+from ._base import (
+    Source,
+    SourceOptions,
+    SourceState,
+    _ffmpeg_message,
+    check_video,
+    no_device_message,
+    open_container,
+)
 from ._frame import LumaFrame
 
 log = logging.getLogger("focusmon.source")
@@ -47,9 +55,12 @@ FFMPEG_OPTIONS: Mapping[str, frozenset[str]] = {
     }.items()
 }  # fmt: skip
 
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@")
+# The user info runs to the *last* '@' before the path, as FFmpeg splits it: a password may
+# hold an '@'. A query key that names a secret anywhere in it (access_token, api_key, ...).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s'\"]*@")
 _SECRET_QUERY = re.compile(
-    r"(?i)([?&](?:user(?:name)?|pass(?:word)?|pwd|token|auth|key|secret|signature)=)[^&\s'\"]*"
+    r"(?i)([?&][a-z0-9_.-]*(?:user|pass|pwd|token|auth|key|secret|sig|session|cred)"
+    r"[a-z0-9_.-]*=)[^&\s'\"]*"
 )
 
 
@@ -174,6 +185,7 @@ class LiveSource(Source):
         )
         self._container: av.container.InputContainer | None = None
         self._iterating = False
+        self._device = True  # try the hwaccel device (until it is found missing)
         if not self.options.retry_first_connect:
             self._container = self._connect()
 
@@ -181,7 +193,10 @@ class LiveSource(Source):
         url, fmt, options = self._target
         timeouts = (self.options.open_timeout, self.options.timeout_s)
         try:
-            container = av.open(url, format=fmt, options=options, timeout=timeouts)
+            container, no_device = open_container(
+                url, self.options, device=self._device, format=fmt, options=options,
+                timeout=timeouts,
+            )  # fmt: skip
         except (av.error.FFmpegError, OSError) as exc:
             # Not chained: PyAV's error carries the URL, credentials included.
             if isinstance(exc, av.error.ExitError | TimeoutError):
@@ -189,9 +204,10 @@ class LiveSource(Source):
                     f"{self.name}: no answer within {self.options.open_timeout:g} s"
                 ) from None
             raise SourceError(redact(f"cannot open {self.name}: {_ffmpeg_message(exc)}")) from None
-        if not container.streams.video:
-            container.close()
-            raise SourceError(f"{self.name} has no video stream")
+        if no_device is not None:  # said once; reconnections go straight to the CPU
+            self._device = False
+            log.warning("%s: %s", self.name, redact(no_device_message(self.options, no_device)))
+        check_video(container, self.name)
         return container
 
     def _connect_with_retry(self) -> av.container.InputContainer | None:

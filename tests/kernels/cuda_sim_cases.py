@@ -11,6 +11,7 @@ import os
 import sys
 
 import numpy as np
+from numba import cuda
 
 from focusmon import kernels
 from focusmon.kernels import MEASURES, reference_scores
@@ -31,6 +32,38 @@ def cases():
     yield "scaled", plane, {"scale": 255 / 219, "offset": 16.0}
 
 
+def batches():
+    """Batches as the pipeline makes them: mixed sizes and sample types, ROIs, frames
+    already on the device, and more batches in flight than the backend has slots."""
+    rng = np.random.default_rng(5)
+    shapes = [(3, 3), (9, 40), (33, 31), (17, 65), (4, 5)]
+    frames = [
+        rng.integers(0, np.iinfo(t).max, s, t, True)
+        for s, t in zip(shapes, (np.uint8, np.uint16, np.uint8, np.uint8, np.uint16), strict=True)
+    ]
+    yield "mixed sizes and types", frames, {}
+    rois = [None, (1, 2, 30, 6), (5, 5, 20, 20), None, (0, 1, 5, 3)]
+    scales = [1.0, 255 / 65535, 255 / 219, 1.0, 2.0]
+    offsets = [0.0, 0.0, 16.0, 0.0, 1.0]
+    yield "rois and units", frames, {"rois": rois, "scales": scales, "offsets": offsets}
+    on_device = [cuda.to_device(f) for f in frames[:3]]
+    yield "device frames", [on_device[0], frames[3], on_device[1], on_device[2]], {}
+    yield "device frame roi", [on_device[2]], {"rois": [(4, 3, 25, 17)]}
+
+
+def check(name: str, got, want) -> bool:
+    for m in MEASURES:
+        g, w = getattr(got, m), getattr(want, m)
+        if not (np.isfinite(g) and abs(g - w) <= 1e-9 * abs(w) + 1e-12):
+            print(f"MISMATCH {name}: {m} cuda={g!r} numpy={w!r}")
+            return False
+    return True
+
+
+def host(frame):
+    return frame if isinstance(frame, np.ndarray) else frame.copy_to_host()
+
+
 def main() -> int:
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run me under the CUDA simulator"
     assert kernels.available()["numba-cuda"] is None
@@ -40,13 +73,38 @@ def main() -> int:
             got = backend.scores(frame, **options)
             want = kernels.get("numpy").scores(frame, **options)
             assert want == reference_scores(frame) or options
-            for m in MEASURES:
-                g, w = getattr(got, m), getattr(want, m)
-                if not (np.isfinite(g) and abs(g - w) <= 1e-9 * abs(w) + 1e-12):
-                    print(f"MISMATCH {name}: {m} cuda={g!r} numpy={w!r}")
-                    return 1
+            if not check(name, got, want):
+                return 1
             checked += 1
             print(f"ok {name}")
+        # Submitted before any result is read: the third batch reuses the first's slot.
+        numpy = kernels.get("numpy")
+        in_flight = [
+            (name, lumas, opts, backend.submit(lumas, **opts)) for name, lumas, opts in batches()
+        ]
+        for name, lumas, opts, pending in in_flight:
+            n = len(lumas)
+            rois = opts.get("rois", [None] * n)
+            scales, offsets = opts.get("scales", [1.0] * n), opts.get("offsets", [0.0] * n)
+            got = pending.result()
+            assert len(got) == n
+            for i, luma in enumerate(lumas):
+                want = numpy.scores(host(luma), roi=rois[i], scale=scales[i], offset=offsets[i])
+                if not check(f"{name} [{i}]", got[i], want):
+                    return 1
+                checked += 1
+            print(f"ok batch {name}")
+        for bad, error in (
+            (np.zeros((2, 9), np.uint8), ValueError),
+            (np.zeros((4, 4), np.int32), TypeError),
+        ):
+            try:
+                backend.submit([np.zeros((5, 5), np.uint8), bad])
+            except error as exc:
+                print(f"ok refused: {exc}")
+            else:
+                print(f"NOT REFUSED {bad.shape} {bad.dtype}")
+                return 1
     print(f"CHECKED {checked}")
     return 0
 

@@ -21,31 +21,48 @@ def test_cuda_kernel_matches_reference_under_the_simulator():
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "CHECKED 15" in proc.stdout, proc.stdout
+    assert "CHECKED 30" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("cc", [(7, 5), (8, 6)])
-def test_cuda_kernel_compiles_to_ptx(dtype, cc):
-    """The real compiler (NVVM) types the kernel; the simulator accepts code it would not."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        pytest.skip("PTX compilation needs the real CUDA target, not the simulator")
-    from numba import cuda, from_dtype, types
+def _ptx(kernel, sig, cc):
+    from numba import cuda
 
-    from focusmon.kernels import _numba_cuda
-
-    sig = (
-        types.Array(from_dtype(np.dtype(dtype)), 2, "C"),
-        types.Array(types.int64, 1, "C"),
-        types.Array(types.float64, 1, "C"),
-    )
     try:
-        ptx, _ = cuda.compile_ptx(_numba_cuda.fused_kernel.py_func, sig, cc=cc)
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
     except Exception as exc:  # the toolchain itself missing, as opposed to a typing error
         if "NVVM" in str(exc) or "nvrtc" in str(exc).lower() or "libnvvm" in str(exc):
             pytest.skip(f"CUDA toolchain (NVVM/NVRTC) not found: {exc}")
         raise
     assert f".target sm_{cc[0]}{cc[1]}" in ptx
+    return ptx
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("cc", [(7, 5), (8, 6), (9, 0)])
+def test_cuda_kernels_compile_to_ptx(dtype, cc):
+    """The real compiler (NVVM) types the kernels; the simulator accepts code it would not.
+    The signatures are those the backend launches with."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        pytest.skip("PTX compilation needs the real CUDA target, not the simulator")
+    from numba import from_dtype, types
+
+    from focusmon.kernels import _numba_cuda
+
+    samples = from_dtype(np.dtype(dtype))
+    i64 = types.int64
+    sig = (
+        types.Array(samples, 1, "C"),  # packed pixels
+        types.Array(i64, 2, "C"),  # per frame: offset, height, width, first block
+        types.Array(i64, 1, "C"),  # per block: its frame
+        types.Array(i64, 2, "C"),  # out: six integer sums per frame
+        types.Array(types.float64, 2, "C"),  # the same memory: the magnitude sum
+    )
+    ptx = _ptx(_numba_cuda.batch_kernel, sig, cc)
     assert "atom.global.add.u64" in ptx or "red.global.add.u64" in ptx
     assert "atom.global.add.f64" in ptx or "red.global.add.f64" in ptx
     assert "bar.sync" in ptx
+    assert "sqrt.rn.f64" in ptx  # float64 magnitudes, as the reference
+    # A device frame (a strided view: an ROI of a padded plane) gathered into the batch.
+    sig = (types.Array(samples, 2, "A"), types.Array(samples, 1, "C"), i64)
+    bits = 8 * np.dtype(dtype).itemsize
+    assert f"st.global.u{bits}" in _ptx(_numba_cuda.gather_kernel, sig, cc)

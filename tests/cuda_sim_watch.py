@@ -1,0 +1,67 @@
+"""Run by test_batch.py in a process of its own, with NUMBA_ENABLE_CUDASIM=1.
+
+Watches two small clips with the CUDA backend, which batches (one frame per stream), and
+checks each stream's frames against the NumPy reference; prints one line per stream and
+``BATCHED frames/batches``. Frames are tiny: the simulator runs each GPU thread as a Python
+thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from focusmon import kernels  # noqa: E402
+from focusmon.kernels import MEASURES  # noqa: E402
+from focusmon.pipeline import StreamSpec, Watcher  # noqa: E402
+from focusmon.source import SourceOptions, open_source  # noqa: E402
+
+from media import h264_clip  # noqa: E402
+
+
+def main(folder: Path) -> int:
+    assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run me under the CUDA simulator"
+    clips = [h264_clip(folder / f"s{k}.mp4", 0.2, size=f"{40 + 8 * k}x24") for k in range(2)]
+    options = SourceOptions(max_fps=10)  # two frames a clip: the simulator is slow
+    records: dict[str, list] = {}
+
+    specs = [StreamSpec(f"s{k}", str(c), options=options) for k, c in enumerate(clips)]
+    watcher = Watcher(specs, backend="numba-cuda", on_change=lambda change: None)
+    assert watcher._batch == 2, watcher._batch
+    keep = watcher.streams[0].keep.__func__
+
+    def spy(status, record, at):  # every record, as the stream keeps it
+        records.setdefault(status.spec.name, []).append(record)
+        keep(status, record, at)
+
+    for status in watcher.streams:
+        status.keep = spy.__get__(status)
+    watcher.start()
+    assert watcher.wait(500), "the watcher did not finish"
+    reference = kernels.get("numpy")
+    for status, clip in zip(watcher.streams, clips, strict=True):
+        assert status.error is None, status.error
+        with open_source(str(clip), options) as source:
+            want = {
+                f.index: reference.scores(f.luma, scale=f.scale, offset=f.offset) for f in source
+            }
+        got = records[status.spec.name]
+        assert [r.index for r in got] == sorted(want), ([r.index for r in got], sorted(want))
+        verdicts = []
+        for m in MEASURES:
+            ok = all(
+                abs(getattr(r.scores, m) - getattr(want[r.index], m))
+                <= 1e-9 * abs(getattr(want[r.index], m)) + 1e-12
+                for r in got
+            )
+            verdicts.append(f"{m} {'ok' if ok else 'MISMATCH'}")
+        print(f"stream {status.spec.name}: {len(got)} frames: " + ", ".join(verdicts))
+    print(f"BATCHED {watcher.batcher.frames}/{watcher.batcher.batches}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
