@@ -51,12 +51,15 @@ class FrameSaver:
         """Write one frame and its sidecar; returns the image's path."""
         suffix = ".tif" if luma.dtype == np.uint16 else ".png"
         stem = f"{safe_name(stream)}_{index:08d}"
+        # Resolved, so a symbolic link planted in the folder cannot lead a write out of it.
         image = (self.folder / (stem + suffix)).resolve()
-        if image.parent != self.folder:  # belt and braces: safe_name already forbids it
-            raise ValueError(f"refusing to write outside {self.folder}: {image}")
+        sidecar_path = (self.folder / (stem + ".json")).resolve()
+        for path in (image, sidecar_path):
+            if path.parent != self.folder:  # belt and braces: safe_name already forbids ".."
+                raise ValueError(f"refusing to write outside {self.folder}: {path}")
         sidecar = {"stream": stream, "index": index, "time": time_s, **dict(scores)}
         with self._lock:
             if not cv2.imwrite(str(image), np.ascontiguousarray(luma)):
                 raise OSError(f"cannot write {image}")
-            image.with_suffix(".json").write_text(json.dumps(sidecar) + "\n", encoding="utf-8")
+            sidecar_path.write_text(json.dumps(sidecar) + "\n", encoding="utf-8")
         return image

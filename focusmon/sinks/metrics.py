@@ -10,6 +10,7 @@ the scores are current.
 from __future__ import annotations
 
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from .._errors import ConfigError
 STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
 #: Upper bounds (seconds) of the processing-time histogram's buckets.
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: Seconds a client of the endpoint may take over the TLS handshake and over each read.
+CLIENT_TIMEOUT_S = 10.0
 
 # measure -> (metric name, help); values in 8-bit full-range grey levels (squared for
 # variances): the units focusmon reports everywhere.
@@ -178,9 +181,34 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    """One thread per scrape, as prometheus_client's own server does."""
+    """One thread per scrape, as prometheus_client's own server does.
+
+    With ``tls``, each connection's TLS handshake runs on its own thread, bounded by
+    `CLIENT_TIMEOUT_S`: done in ``accept`` (a wrapped listening socket), one client that
+    connects and says nothing would hold every scrape, and shutdown, for ever.
+    """
 
     daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[override]
+        request.settimeout(CLIENT_TIMEOUT_S)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            secure = self.tls.wrap_socket(request, server_side=True)
+        except OSError:  # not TLS (plain HTTP), or silent too long: drop the connection
+            return
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            secure.close()
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that went away or was too slow: not worth a traceback
+        super().handle_error(request, client_address)
 
 
 class MetricsServer:
@@ -221,12 +249,23 @@ class MetricsServer:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
         if certfile is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+
+            def no_passphrase() -> bytes:  # else OpenSSL asks on the terminal: a service hangs
+                raise ConfigError(
+                    f"the TLS key {keyfile} is encrypted: give an unencrypted key "
+                    "(focusmon does not ask for a passphrase)"
+                )
+
             try:
-                context.load_cert_chain(certfile, keyfile)
-            except (OSError, ssl.SSLError) as exc:
+                context.load_cert_chain(certfile, keyfile, password=no_passphrase)
+            except (OSError, ConfigError) as exc:  # ssl.SSLError is an OSError
                 self._server.server_close()
-                raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+                if isinstance(exc, ConfigError):
+                    raise
+                raise ConfigError(
+                    f"cannot load the TLS certificate {certfile} or key {keyfile}: {exc}"
+                ) from None
+            self._server.tls = context
         self.host, self.port = host, self._server.server_address[1]
         self.scheme = "https" if certfile else "http"
         self._thread = threading.Thread(

@@ -73,24 +73,38 @@ class ImageSource(Source):
                         luma = _gray_of(page, path)
                         yield LumaFrame(luma, index, None, *range_mapping(8 * luma.itemsize, True))
                     index += 1
+            if self.stats.corrupt == self.stats.decoded:  # not one page: an error, not 0 frames
+                raise SourceError(f"{self.name}: none of its {index} images could be read")
         finally:
             self._enter(SourceState.ENDED)
 
 
 def _page_count(path: Path) -> int:
     if path.suffix.lower() in TIFF_SUFFIXES:
-        return max(cv2.imcount(str(path)), 1)
+        try:
+            return max(cv2.imcount(str(path)), 1)
+        except cv2.error:  # a damaged header: read as one page, which then fails cleanly
+            return 1
     return 1
 
 
 def _pages(path: Path, count: int) -> Iterator[np.ndarray | None]:
     """Each of the ``count`` pages of the file, read one at a time (a stack may not fit in
     memory twice)."""
+    # OpenCV raises (cv2.error) on some damaged files and returns nothing on others: both
+    # are an unreadable page.
     if path.suffix.lower() not in TIFF_SUFFIXES:
-        yield cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            image = None
+        yield image
         return
     for start in range(count):
-        ok, pages = cv2.imreadmulti(str(path), start, 1, flags=cv2.IMREAD_UNCHANGED)
+        try:
+            ok, pages = cv2.imreadmulti(str(path), start, 1, flags=cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            ok, pages = False, []
         yield pages[0] if ok and pages else None
 
 
