@@ -86,12 +86,14 @@ def test_watch_reports_a_defocus_in_stream_time(capsys, caplog, tmp_path, defocu
     assert rows[0]["score"] < 0.5 * rows[0]["baseline"]
     changes = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
     assert len(changes) == 2 and changes[0].startswith("cam/1: ok -> blurred at 5.00")
-    images = sorted(best.glob("cam_1_*.png"))
+    prefix = safe_name("cam/1")
+    assert prefix.startswith("cam_1-")  # changed, so hashed: "cam 1" cannot write over it
+    images = sorted(best.glob(f"{prefix}_*.png"))
     assert len(images) == 3  # three windows of 30 frames, and a sidecar each
     for image in images:
         sidecar = json.loads(image.with_suffix(".json").read_text())
         assert sidecar["stream"] == "cam/1" and "laplacian_var" in sidecar
-        assert image.name == f"cam_1_{sidecar['index']:08d}.png"
+        assert image.name == f"{prefix}_{sidecar['index']:08d}.png"
         assert not 40 <= sidecar["index"] < 60  # a sharp frame, not one from the blur
 
 
@@ -124,8 +126,12 @@ def test_watch_and_peak_usage_errors_exit_2_before_starting(capsys, defocus_clip
 
 
 def test_sinks_keep_to_their_folder_and_to_finite_numbers(tmp_path):
-    assert safe_name("../../etc/passwd") == "etc_passwd"
-    assert safe_name("..") == "stream" and safe_name("rtsp://***@cam/1") == "rtsp_cam_1"
+    assert safe_name("door-1.a") == "door-1.a"  # a clean name is kept as it is
+    assert safe_name("../../etc/passwd").startswith("etc_passwd-")
+    assert safe_name("..").startswith("stream-")
+    assert safe_name("rtsp://***@cam/1").startswith("rtsp_cam_1-")
+    names = ["cam/1", "cam 1", "cam_1", "cam:1", "../cam_1"]  # alike once cleaned up
+    assert len({safe_name(n) for n in names}) == len(names)
     saver = FrameSaver(tmp_path / "out")
     deep = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
     path = saver.save("../x", 3, 0.5, deep, {"std": 1.0})

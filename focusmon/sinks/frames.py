@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -19,12 +20,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(name: str) -> str:
     """A file-name part made from a stream's name: no separators, no ``..``, not empty.
 
-    >>> safe_name("../../etc/cam 1")
-    'etc_cam_1'
+    A name that had to be changed gets a short hash of the original, so that two streams
+    whose names clean up alike ("cam/1", "cam 1") never write over each other's frames.
+
+    >>> safe_name("door-1"), safe_name("../../etc/cam 1")
+    ('door-1', 'etc_cam_1-7aefd7')
     """
     cleaned = _UNSAFE.sub("_", name).strip("._-")
-    cleaned = re.sub(r"\.{2,}", ".", cleaned)
-    return cleaned[:100] or "stream"
+    cleaned = re.sub(r"\.{2,}", ".", cleaned)[:100] or "stream"
+    if cleaned == name:
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{cleaned}-{digest}"
 
 
 class FrameSaver:
