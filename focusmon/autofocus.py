@@ -28,6 +28,7 @@ reports and the reason said.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ LEVEL_SPAN = 1.0
 #: FocusTracker moves this fraction of the way to each probe's fitted vertex (less lags
 #: behind drift; measured on the simulator, 0.5 lagged by ~0.2 µm without curing noise).
 TRACK_GAIN = 1.0
+#: `FocusTracker`: a lost focus is searched again over ± this many probe spacings ...
+REACQUIRE_STEPS = 10
+#: ... and the in-focus level it compares with is forgotten by this share an update.
+REFERENCE_DECAY = 0.005
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -347,6 +352,13 @@ class FocusTracker:
     not at all if the parabola shows no maximum): a slow drift is followed without a
     search. The new plane is approached from below.
 
+    Three probes cannot always see the peak through the noise of a dim, low-detail
+    specimen, and a tracker that follows noise walks away. So it also watches the score
+    at its plane: once the median of the last three falls below ``reacquire_ratio`` of
+    the in-focus level (the best it has seen, forgotten slowly as the specimen changes),
+    focus is lost, and a local search over ± `REACQUIRE_STEPS` probe spacings (then 3x
+    finer around the fitted peak) finds it again (`reacquired` counts them).
+
     Parameters
     ----------
     stage, camera : Stage, Camera
@@ -354,6 +366,12 @@ class FocusTracker:
         Bounds never crossed.
     step_um : float
         Probe spacing: about the depth of field.
+    reacquire_ratio : float or None
+        Search again when the score falls below this share of the in-focus level (None:
+        never). Half height of the focus curve is what a walk past its half width costs.
+    reference : float, optional
+        The in-focus score level (default: the first probe's score; `after` takes the
+        found curve's).
     """
 
     def __init__(
@@ -367,9 +385,16 @@ class FocusTracker:
         backlash_um: float = 0.0,
         measure: str = "tenengrad_nc",
         backend: str = "auto",
+        reacquire_ratio: float | None = 0.5,
+        reference: float | None = None,
     ) -> None:
         if not step_um > 0:
             raise ValueError(f"`step_um` must be > 0, got {step_um!r}")
+        if reacquire_ratio is not None and not 0 < reacquire_ratio < 1:
+            raise ValueError(f"`reacquire_ratio` must be in (0, 1), got {reacquire_ratio!r}")
+        self.reacquire_ratio, self.reference = reacquire_ratio, reference
+        self.reacquired = 0
+        self._recent: collections.deque[float] = collections.deque(maxlen=3)
 
         def score(image: np.ndarray) -> float:
             return normalised_sharpness(measure_frame(image, backend=backend), measure)
@@ -388,6 +413,7 @@ class FocusTracker:
         for its slope to stand out of the noise, a sharp one narrow probes)."""
         width = half_width(result.curve)
         step = width / 3 if width else (z_max - z_min) / 30  # flanks unseen: a broad curve
+        options.setdefault("reference", _top_level(result.curve))
         return cls(stage, camera, z_min=z_min, z_max=z_max, step_um=step, **options)
 
     @property
@@ -406,6 +432,9 @@ class FocusTracker:
         try:
             zs = [s.clamp(z - step), z, s.clamp(z + step)]
             values = [s.sample(p) for p in zs]
+            if self._lost(values[1]):
+                self.z = self._reacquire()
+                return self.z
             vertex = _parabola_vertex(zs, values)
             # At most a step, and not at all where the three probes show no maximum: a
             # jump toward the highest noisy probe would be a random walk.
@@ -414,6 +443,43 @@ class FocusTracker:
         except _DeviceError as stop:
             raise RuntimeError(str(stop)) from stop.__cause__
         return self.z
+
+    def _lost(self, centre: float) -> bool:
+        """Whether the score at the plane shows focus lost (and keep the level up to date:
+        up at once, down by `REFERENCE_DECAY` an update, as the specimen changes)."""
+        if self.reacquire_ratio is None:
+            return False
+        self._recent.append(centre)
+        level = float(np.median(self._recent))
+        if self.reference is None or level > self.reference:
+            self.reference = level
+            return False
+        self.reference = max(self.reference * (1 - REFERENCE_DECAY), level)
+        return len(self._recent) == self._recent.maxlen and level < (
+            self.reacquire_ratio * self.reference
+        )
+
+    def _reacquire(self) -> float:
+        """A local search around the plane; the level is taken afresh from its curve."""
+        s, step = self._session, self.step_um
+        # The fits see only this search's samples: older probes saw the focus elsewhere.
+        earlier, s.curve = s.curve, []
+        try:
+            best, _ = _fine_sweep(s, self.z, REACQUIRE_STEPS * step, step)
+            best, _ = _fine_sweep(s, best, step, step / 3)
+        finally:
+            fresh, s.curve = s.curve, earlier + s.curve
+        self.reacquired += 1
+        self.reference = _top_level(fresh)
+        self._recent.clear()
+        return s.go(best)
+
+
+def _top_level(curve: list[tuple[float, float]]) -> float | None:
+    """The in-focus level of a sampled curve: the median of its three best scores (the
+    single best is biased high by noise)."""
+    values = sorted(v for _, v in curve)[-3:]
+    return float(np.median(values)) if values else None
 
 
 def half_width(curve: list[tuple[float, float]]) -> float | None:

@@ -145,3 +145,32 @@ def test_the_tracker_probes_as_wide_as_the_specimen_s_focus_curve():
     found = autofocus(s, s, z_min=-50, z_max=50)
     tracker = FocusTracker.after(found, s, s, z_min=-50, z_max=50)
     assert 0.2 < tracker.step_um < 3.0
+
+
+@pytest.mark.parametrize("reacquire_ratio", [0.5, None])
+def test_a_tracker_that_loses_focus_finds_it_again(reacquire_ratio):
+    """A knock moves the focal plane 12 µm at once, far beyond the probes' reach: the score
+    at the plane collapses, and the tracker searches again (unless told never to)."""
+    s = scope(focus=0.0, flicker=0.1, backlash_um=2.0, seed=6)
+    found = autofocus(s, s, z_min=-50, z_max=50, backlash_um=2.0)
+    tracker = FocusTracker.after(
+        found, s, s, z_min=-50, z_max=50, backlash_um=2.0, reacquire_ratio=reacquire_ratio
+    )
+    for _ in range(20):
+        tracker.update()
+    assert tracker.reacquired == 0  # steady focus, noise and flicker: no false alarm
+    assert abs(s.actual_um - s.z_focus_um) <= DEPTH_OF_FIELD_UM
+    s.z_focus_um += 12.0
+    for _ in range(10):
+        tracker.update()
+    error = abs(s.actual_um - s.z_focus_um)
+    if reacquire_ratio is None:
+        assert tracker.reacquired == 0 and error > 5  # three probes cannot see that far
+    else:
+        assert tracker.reacquired == 1 and error <= DEPTH_OF_FIELD_UM, error
+
+
+def test_reacquire_ratio_is_checked():
+    s = scope()
+    with pytest.raises(ValueError, match="reacquire_ratio"):
+        FocusTracker(s, s, z_min=0, z_max=1, step_um=1.0, reacquire_ratio=1.5)
