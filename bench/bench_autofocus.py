@@ -8,8 +8,8 @@ drive ends within the depth of field of the true plane, and the mean number of s
 Depth of field, per micrograph: the defocus at which the noise-free score has dropped by
 10% ("measurably") is found on a fine grid; a result counts as in focus when the drive ends
 within half of that from the focal plane. Tracking: a 200-step time-lapse whose focal
-plane drifts, followed by `FocusTracker`; the share of steps in focus (on the plane, or, where
-it has drifted out of the range the stage may go to, at the range's bound).
+plane drifts (toward the middle of the range), followed by `FocusTracker`; the share of
+steps in focus.
 
 Run: ``python bench/bench_autofocus.py`` (``--quick`` for fewer searches).
 """
@@ -140,20 +140,18 @@ def main() -> None:
         rows[method] = (hits / n, statistics.mean(snaps))
         print(file=sys.stderr)
 
-    tracked, reacquired, outside, steps = [], [], 0, 200
+    tracked, reacquired, steps = [], [], 200
     for case in cases[: max(4, n // 12)]:
-        scope = scope_for(case, drift_um=0.03)
+        # Drifting toward the middle of the range: 18 µm over the run, which from a plane
+        # near a bound would leave the range the drive can reach (and measure nothing).
+        scope = scope_for(case, drift_um=0.03 if case["focus"] < 0 else -0.03)
         found = autofocus(scope, scope, z_min=Z_MIN, z_max=Z_MAX, backlash_um=case["backlash"])
         tracker = FocusTracker.after(found, scope, scope, z_min=Z_MIN, z_max=Z_MAX,
                                      backlash_um=case["backlash"])  # fmt: skip
         within = 0
         for _ in range(steps):
             tracker.update()
-            # The plane may drift out of the range the stage may go to: there the best
-            # any tracker can do is wait at the bound, and that is what is asked of it.
-            reachable = min(max(scope.z_focus_um, Z_MIN), Z_MAX)
-            within += abs(scope.actual_um - reachable) <= dof[case["image"]]
-            outside += not Z_MIN <= scope.z_focus_um <= Z_MAX
+            within += abs(scope.actual_um - scope.z_focus_um) <= dof[case["image"]]
         tracked.append(within / steps)
         reacquired.append(tracker.reacquired)
 
@@ -171,9 +169,7 @@ def main() -> None:
     print(
         f"\nTracking, {steps}-step time-lapse drifting 0.03 µm per snap (3 snaps per step): "
         f"{statistics.mean(tracked):.1%} of steps in focus (worst run {min(tracked):.1%}); "
-        f"{sum(reacquired)} searches after focus was lost; {outside} of "
-        f"{steps * len(tracked)} steps had the plane beyond the range (the stage waits at "
-        "its bound: counted in focus when it is there)."
+        f"{sum(reacquired)} searches after focus was lost."
     )
     ok = all(rows[s][0] >= 0.95 and rows[s][1] <= 0.4 * exhaustive_snaps for s in STRATEGIES)
     print(f"\nTarget (>= 95% in focus with <= 40% of the exhaustive sweep's snaps; tracking "

@@ -475,6 +475,49 @@ class FocusTracker:
         return s.go(best)
 
 
+def track(
+    stage: Stage,
+    camera: Camera,
+    *,
+    z_min: float,
+    z_max: float,
+    result: AutofocusResult | None = None,
+    step_um: float | None = None,
+    **options: object,
+) -> FocusTracker:
+    """Keep focus during a time-lapse: a `FocusTracker`, whose `FocusTracker.update` is
+    called once per time point (three probe snaps, a small move, a new search if focus
+    was lost).
+
+    Parameters
+    ----------
+    stage, camera : Stage, Camera
+    z_min, z_max : float
+        Bounds never crossed.
+    result : AutofocusResult, optional
+        The search that found focus: its curve sizes the probes and sets the in-focus
+        level (see `FocusTracker.after`).
+    step_um : float, optional
+        The probe spacing, where there is no ``result`` (or to override it).
+    **options
+        ``backlash_um``, ``measure``, ``backend``, ``reacquire_ratio``: as `FocusTracker`.
+
+    Examples
+    --------
+    >>> found = autofocus(stage, camera, z_min=-50, z_max=50)  # doctest: +SKIP
+    >>> tracker = track(stage, camera, z_min=-50, z_max=50, result=found)  # doctest: +SKIP
+    >>> for _ in timelapse:  # doctest: +SKIP
+    ...     tracker.update()
+    """
+    if result is not None and step_um is None:
+        return FocusTracker.after(result, stage, camera, z_min=z_min, z_max=z_max, **options)
+    if step_um is None:
+        raise ValueError("`track` needs `step_um`, or the `result` of the search that found focus")
+    if result is not None:
+        options.setdefault("reference", _top_level(result.curve))
+    return FocusTracker(stage, camera, z_min=z_min, z_max=z_max, step_um=step_um, **options)
+
+
 def _top_level(curve: list[tuple[float, float]]) -> float | None:
     """The in-focus level of a sampled curve: the median of its three best scores (the
     single best is biased high by noise)."""

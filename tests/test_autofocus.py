@@ -8,7 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from focusmon.autofocus import FocusTracker, autofocus, half_width, run_simulated_autofocus
+from focusmon.autofocus import (
+    FocusTracker,
+    autofocus,
+    half_width,
+    run_simulated_autofocus,
+    track,
+)
 from focusmon.cli import main
 from focusmon.microscope import SimulatedMicroscope, specimen
 
@@ -174,3 +180,15 @@ def test_reacquire_ratio_is_checked():
     s = scope()
     with pytest.raises(ValueError, match="reacquire_ratio"):
         FocusTracker(s, s, z_min=0, z_max=1, step_um=1.0, reacquire_ratio=1.5)
+
+
+def test_track_sizes_its_probes_from_the_search_or_takes_a_spacing():
+    s = scope(focus=0.0)
+    found = autofocus(s, s, z_min=-50, z_max=50)
+    after = FocusTracker.after(found, s, s, z_min=-50, z_max=50)
+    tracker = track(s, s, z_min=-50, z_max=50, result=found, reacquire_ratio=0.4)
+    assert tracker.step_um == after.step_um and tracker.reference == after.reference
+    assert tracker.reacquire_ratio == 0.4
+    assert track(s, s, z_min=-50, z_max=50, step_um=0.7).step_um == 0.7
+    with pytest.raises(ValueError, match="step_um"):
+        track(s, s, z_min=-50, z_max=50)
