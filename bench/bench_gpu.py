@@ -13,12 +13,16 @@ With a GPU, all in one run, on 1920x1080 uint8 frames of real image content:
 * where PyAV decodes on the GPU here: an H.264 clip decoded on the GPU and scored there,
   against CPU decoding and ``numba-cpu`` scoring, end to end.
 
-Run: ``python bench/bench_gpu.py`` (``--quick`` for fewer repetitions).
+Run: ``python bench/bench_gpu.py`` (``--quick`` for fewer repetitions). Under Numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``, with ``--size 40x24 --batches 2 --rounds 1 --repeats 1
+--no-decode``) it runs the same code on tiny frames, as the tests do, and says that its
+timings mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -34,13 +38,18 @@ BATCHES = (1, 4, 16, 64)
 WIDTH, HEIGHT = 1920, 1080
 
 
-def frames(n: int) -> list[np.ndarray]:
+def frames(n: int, width: int, height: int) -> list[np.ndarray]:
     """Real image content (bench_kernels' frame), shifted so no two frames are equal."""
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_kernels import frame_of_size
 
-    base = frame_of_size(WIDTH, HEIGHT)
+    base = frame_of_size(width, height)
     return [np.roll(base, 7 * k, axis=1) for k in range(n)]
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
 
 
 def fps(run, frames_per_call: int, repeats: int) -> float:
@@ -108,37 +117,57 @@ def decode_rows(repeats: int) -> list[tuple[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--size", type=_size, default=(WIDTH, HEIGHT), metavar="WxH")
+    parser.add_argument(
+        "--batches", default=",".join(map(str, BATCHES)), metavar="N,N",
+        help="batch sizes (default 1,4,16,64)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=8, help="batches per timed run")
+    parser.add_argument("--repeats", type=int, help="timed runs per row (default 10, --quick 3)")
+    parser.add_argument("--no-decode", action="store_true", help="kernel rows only")
     args = parser.parse_args()
     why = kernels.available()["numba-cuda"]
     if why is not None:
         print(f"no usable GPU here ({why}): nothing to measure")
         return 0
-    import cupy
+    from numba import cuda
 
-    repeats = 3 if args.quick else 10
-    pool = frames(max(BATCHES))
-    name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    print(f"GPU: {name}; frames {WIDTH}x{HEIGHT} uint8; median of {repeats} runs\n")
+    width, height = args.size
+    batches = [int(b) for b in args.batches.split(",")]
+    repeats = args.repeats or (3 if args.quick else 10)
+    pool = frames(max(batches), width, height)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        print("simulated GPU (NUMBA_ENABLE_CUDASIM=1): this checks that the bench runs; "
+              "its timings mean nothing")  # fmt: skip
+    device = getattr(cuda.get_current_device(), "name", "the simulator")
+    device = device.decode() if isinstance(device, bytes) else device
+    print(f"GPU: {device}; frames {width}x{height} uint8; median of {repeats} runs\n")
     print("| backend | batch | in flight | frames/s | ms/frame |")
     print("|---|---:|---:|---:|---:|")
     rows = []
+    rounds = args.rounds
     with kernels.get("numba-cuda") as gpu:
-        for size in BATCHES:
+        for size in batches:
             for in_flight in (1, 2):
-                rate = fps(host_batches(gpu, pool[:size], in_flight, 8), 8 * size, repeats)
+                rate = fps(
+                    host_batches(gpu, pool[:size], in_flight, rounds), rounds * size, repeats
+                )
                 rows.append(("numba-cuda, host frames", size, in_flight, rate))
-        on_device = [cupy.asarray(f) for f in pool[:16]]
-        rate = fps(host_batches(gpu, on_device, 2, 8), 8 * 16, repeats)
-        rows.append(("numba-cuda, frames on the GPU", 16, 2, rate))
+        size = min(16, max(batches))
+        on_device = [cuda.to_device(f) for f in pool[:size]]
+        rate = fps(host_batches(gpu, on_device, 2, rounds), rounds * size, repeats)
+        rows.append(("numba-cuda, frames on the GPU", size, 2, rate))
     for cpu in ("numba-cpu", "numpy"):
         with kernels.get(cpu) as backend:
-            rate = fps(lambda b=backend: [b.scores(f) for f in pool[:4]], 4, repeats)
+            rate = fps(lambda b=backend: [b.scores(f) for f in pool[:4]], len(pool[:4]), repeats)
             rows.append((cpu, 1, 1, rate))
     for label, size, in_flight, rate in rows:
         print(f"| {label} | {size} | {in_flight} | {rate:,.0f} | {1e3 / rate:.3f} |")
     cpu_rate = next(r for label, *_, r in rows if label == "numba-cpu")
     best = max(r for label, *_, r in rows if label.startswith("numba-cuda, host"))
     print(f"\nbest numba-cuda (host frames) / numba-cpu: {best / cpu_rate:.1f}x")
+    if args.no_decode:
+        return 0
     try:
         decoded = decode_rows(2 if args.quick else 3)
     except Exception as exc:  # no NVDEC, no ffmpeg CLI: the kernel rows stand alone

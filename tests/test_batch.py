@@ -294,3 +294,21 @@ def test_batching_and_hardware_decoding_in_a_config_file():
         parse_config({"streams": [{"source": "a.mp4", "hwaccel": "nope"}]})
     with pytest.raises(ConfigError, match="batch must be an integer"):
         parse_config({"batch": "all", "streams": [{"source": "a.mp4"}]})
+
+
+@pytest.mark.slow
+def test_bench_gpu_runs_its_gpu_code_under_the_simulator():
+    """The measuring half of bench_gpu.py (host batches in flight, device frames, the
+    table), on tiny frames: what a machine with a GPU will run."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(HERE.parent / "bench" / "bench_gpu.py"), "--size", "40x24",
+         "--batches", "2", "--rounds", "1", "--repeats", "1", "--no-decode"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "timings mean nothing" in out
+    for row in ("| numba-cuda, host frames | 2 | 1 |", "| numba-cuda, host frames | 2 | 2 |",
+                "| numba-cuda, frames on the GPU | 2 | 2 |", "| numba-cpu | 1 | 1 |"):  # fmt: skip
+        assert row in out, out
