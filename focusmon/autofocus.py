@@ -52,6 +52,8 @@ TRACK_GAIN = 1.0
 REACQUIRE_STEPS = 10
 #: ... and the in-focus level it compares with is forgotten by this share an update.
 REFERENCE_DECAY = 0.005
+#: Samples a tracker keeps of its session's curve (the rest are of no further use).
+TRACK_CURVE_KEPT = 300
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -430,6 +432,7 @@ class FocusTracker:
         """
         s, z, step = self._session, self.z, self.step_um
         try:
+            del s.curve[:-TRACK_CURVE_KEPT]  # a time-lapse may run for months
             zs = [s.clamp(z - step), z, s.clamp(z + step)]
             values = [s.sample(p) for p in zs]
             if self._lost(values[1]):

@@ -192,3 +192,11 @@ def test_track_sizes_its_probes_from_the_search_or_takes_a_spacing():
     assert track(s, s, z_min=-50, z_max=50, step_um=0.7).step_um == 0.7
     with pytest.raises(ValueError, match="step_um"):
         track(s, s, z_min=-50, z_max=50)
+
+
+def test_a_long_time_lapse_keeps_a_bounded_record():
+    s = scope(focus=0.0)
+    tracker = FocusTracker(s, s, z_min=-50, z_max=50, step_um=1.0)
+    for _ in range(150):
+        tracker.update()
+    assert tracker.snaps == 450 and len(tracker._session.curve) <= 303
