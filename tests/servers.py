@@ -12,9 +12,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +41,15 @@ def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
+
+
+def fetch(url: str, context: ssl.SSLContext | None = None, timeout: float = 10) -> tuple[int, str]:
+    """``(status, body)`` of a GET, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def rtsp_server_reason() -> str | None:

@@ -30,7 +30,15 @@ from focusmon.sinks.metrics import (
 from focusmon.source import DemoCamera
 
 from media import h264_clip
-from servers import Process, camera_launch, free_port, rtsp_camera, rtsp_server_reason, wait_until
+from servers import (
+    Process,
+    camera_launch,
+    fetch,
+    free_port,
+    rtsp_camera,
+    rtsp_server_reason,
+    wait_until,
+)
 
 
 def snapshot(**overrides) -> StreamSnapshot:
@@ -174,14 +182,6 @@ def test_watch_config_errors_exit_2_before_starting(capsys, tmp_path):
 
 
 # -- the endpoint ---------------------------------------------------------------------------
-
-
-def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10, context=context) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_endpoint_serves_metrics_and_health_over_http_and_https(tmp_path):

@@ -15,8 +15,6 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ from focusmon.sinks.metrics import (
 from focusmon.source import redact
 
 from media import write_video
-from servers import camera_launch, free_port, rtsp_camera, rtsp_server_reason, wait_until
+from servers import camera_launch, fetch, free_port, rtsp_camera, rtsp_server_reason, wait_until
 
 FOCUSMON = (
     [shutil.which("focusmon")] if shutil.which("focusmon") else [sys.executable, "-m", "focusmon"]
@@ -52,14 +50,6 @@ def clip(tmp_path_factory, camera) -> Path:
     frames = [np.ascontiguousarray(camera[100:220, 100 + i : 260 + i]) for i in range(30)]
     path = tmp_path_factory.mktemp("security") / "clip.mkv"
     return write_video(path, frames, pix_fmt="gray", rate=10)
-
-
-def fetch(url: str, context: ssl.SSLContext | None = None, timeout: float = 5) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 @contextlib.contextmanager
@@ -123,7 +113,7 @@ def test_metrics_endpoint_binds_loopback_by_default():
     with focusmon_process("watch", "demo") as proc:  # no --metrics-addr: the real default
         wait_until(lambda: listening_on(port) or proc.poll() is not None, 30, "the endpoint")
         assert listening_on(port) == {"127.0.0.1"}, listening_on(port)
-        assert fetch(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        assert fetch(f"http://127.0.0.1:{port}/healthz", timeout=5) == (200, "ok\n")
         stop(proc)
     assert proc.returncode == 0
 
@@ -164,7 +154,7 @@ def test_tls_endpoint_refuses_plain_http_and_outlasts_a_silent_client(tls):
         "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"]),
     ) as proc:  # fmt: skip
         wait_until(lambda: listening_on(port) or proc.poll() is not None, 30, "the endpoint")
-        assert fetch(f"{base}/healthz", trusted) == (200, "ok\n")
+        assert fetch(f"{base}/healthz", trusted, timeout=5) == (200, "ok\n")
         # Plain HTTP to the TLS port: no HTTP answer and no metrics, only a dropped line.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
             plain.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -249,8 +239,8 @@ def watch_and_collect(tmp_path: Path, urls: list[str], until, timeout_s: float =
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and proc.poll() is None:
             with contextlib.suppress(OSError):
-                scrapes.append(fetch(f"http://127.0.0.1:{port}/metrics")[1])
-                scrapes.append(fetch(f"http://127.0.0.1:{port}/healthz")[1])
+                scrapes.append(fetch(f"http://127.0.0.1:{port}/metrics", timeout=5)[1])
+                scrapes.append(fetch(f"http://127.0.0.1:{port}/healthz", timeout=5)[1])
             text = events.read_text() if events.exists() else ""
             met = until(text, best) and bool(scrapes)
             if met:
