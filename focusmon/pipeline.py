@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ._errors import ConfigError
+from ._errors import ConfigError, check_int
 from .kernels import Backend, check_roi
 from .measures import FocusRecord, resolve_backend, score_frame
 from .scheduler import AlertSettings, AlertTracker, BestFrame, BestFramePicker, StateChange
@@ -174,8 +174,8 @@ def score_source(
     SourceError
         If decoding fails part-way.
     """
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise ConfigError(f"`max_frames` must be an integer >= 1, got {max_frames!r}")
+    if max_frames is not None:
+        check_int("max_frames", max_frames, 1)
     checked_shape = None
     stats = source.stats
     for frame in iter_frames(source):
@@ -223,8 +223,7 @@ class _Request:
 
 
 def _check_batching(max_frames: object, max_wait_s: object, least: int) -> None:
-    if not isinstance(max_frames, int) or isinstance(max_frames, bool) or max_frames < least:
-        raise ConfigError(f"`batch` must be an integer >= {least}, got {max_frames!r}")
+    check_int("batch", max_frames, least)
     if not (isinstance(max_wait_s, (int, float)) and 0 <= max_wait_s <= 1):
         raise ConfigError(
             f"the batch wait (`batch_wait_s`, `--batch-wait-ms`) must be 0 to 1 s (1000 ms), "

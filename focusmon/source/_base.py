@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import av
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
-from .._errors import ConfigError, SourceError
+from .._errors import ConfigError, SourceError, check_int, check_positive
 from ._frame import LumaFrame, Timeline, luma_of
 
 log = logging.getLogger("focusmon.source")
@@ -93,15 +93,15 @@ class SourceOptions:
     hw_frames: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("every", self.every, 1)
-        _check_int("decoder_threads", self.decoder_threads, 0)
+        check_int("every", self.every, 1)
+        check_int("decoder_threads", self.decoder_threads, 0)
         if self.reconnect_attempts is not None:
-            _check_int("reconnect_attempts", self.reconnect_attempts, 0)
+            check_int("reconnect_attempts", self.reconnect_attempts, 0)
         for name in ("max_fps", "open_timeout_s", "stall_s"):
             if getattr(self, name) is not None:
-                _check_positive(name, getattr(self, name))
+                check_positive(name, getattr(self, name))
         for name in ("timeout_s", "reconnect_initial_s", "reconnect_max_s"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if not isinstance(self.hw_frames, bool):
             raise ConfigError(f"`hw_frames` must be true or false, got {self.hw_frames!r}")
         if self.hwaccel is not None:
@@ -130,17 +130,6 @@ class SourceOptions:
     @property
     def stall_after(self) -> float:
         return self.stall_s if self.stall_s is not None else self.timeout_s / 2
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"`{name}` must be an integer >= {low}, got {value!r}")
-
-
-def _check_positive(name: str, value: object) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"`{name}` must be a number > 0, got {value!r}")
 
 
 @dataclass(slots=True)
