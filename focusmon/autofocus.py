@@ -412,11 +412,14 @@ class FocusTracker:
     ) -> FocusTracker:  # fmt: skip
         """A tracker whose probe spacing suits the specimen: a third of the half width at
         half height of the focus curve ``result`` sampled (a broad curve needs wide probes
-        for its slope to stand out of the noise, a sharp one narrow probes)."""
-        width = half_width(result.curve)
-        step = width / 3 if width else (z_max - z_min) / 30  # flanks unseen: a broad curve
+        for its slope to stand out of the noise, a sharp one narrow probes), unless
+        ``step_um`` is given; its in-focus level is the curve's."""
+        if options.get("step_um") is None:
+            width = half_width(result.curve)
+            # Flanks unseen: a broad curve.
+            options["step_um"] = width / 3 if width else (z_max - z_min) / 30
         options.setdefault("reference", _top_level(result.curve))
-        return cls(stage, camera, z_min=z_min, z_max=z_max, step_um=step, **options)
+        return cls(stage, camera, z_min=z_min, z_max=z_max, **options)
 
     @property
     def snaps(self) -> int:
@@ -512,12 +515,12 @@ def track(
     >>> for _ in timelapse:  # doctest: +SKIP
     ...     tracker.update()
     """
-    if result is not None and step_um is None:
-        return FocusTracker.after(result, stage, camera, z_min=z_min, z_max=z_max, **options)
+    if result is not None:
+        return FocusTracker.after(
+            result, stage, camera, z_min=z_min, z_max=z_max, step_um=step_um, **options
+        )
     if step_um is None:
         raise ValueError("`track` needs `step_um`, or the `result` of the search that found focus")
-    if result is not None:
-        options.setdefault("reference", _top_level(result.curve))
     return FocusTracker(stage, camera, z_min=z_min, z_max=z_max, step_um=step_um, **options)
 
 

@@ -352,10 +352,10 @@ class BatchScorer:
 
     def _submit(self, backend: Backend, batch: list[_Request]):
         """Start scoring ``batch``; a frame the backend refuses fails alone."""
-        good = []
+        good, views = [], []
         for request in batch:
             try:
-                backend.check(request.frame.luma, request.roi)
+                views.append(backend.check(request.frame.luma, request.roi))
             except (TypeError, ValueError) as exc:
                 request.finish(None, ConfigError(str(exc)))
             else:
@@ -363,10 +363,10 @@ class BatchScorer:
         if not good:
             return None
         start = time.perf_counter()
-        try:
+        try:  # the checked views, their ROIs already cut
             pending = backend.submit(
-                [r.frame.luma for r in good], rois=[r.roi for r in good],
-                scales=[r.frame.scale for r in good], offsets=[r.frame.offset for r in good],
+                views, scales=[r.frame.scale for r in good],
+                offsets=[r.frame.offset for r in good],
             )  # fmt: skip
         except Exception as exc:
             for request in good:
