@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peak.add_argument("source", help="a video file, a TIFF stack, a folder of images, a URL")
     peak.add_argument(
-        "--measure", default="tenengrad_nc", choices=SHARPNESS,
-        help="the score to fit (default tenengrad_nc: normalised, noise-compensated)",
+        "--measure", default="auto", choices=("auto", *SHARPNESS),
+        help="the score to fit (default auto: noise-compensated Tenengrad, or variance for "
+        "a dim sweep where its peak stands out better)",
     )  # fmt: skip
     _add_backend_options(peak)
     peak.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="score only this rectangle")

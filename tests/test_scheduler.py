@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 
 import focusmon
+from focusmon import simulate
 from focusmon.scheduler import (
     AlertSettings,
     AlertTracker,
@@ -59,6 +61,16 @@ def test_noise_compensation_cancels_white_noise(camera):
     assert abs(normalised_sharpness(s, "tenengrad_nc")) < 0.03 * normalised_sharpness(s)
     sharp = focusmon.measure(camera, backend="numpy")
     assert normalised_sharpness(sharp, "tenengrad_nc") > 0.5 * normalised_sharpness(sharp)
+
+
+def test_variance_noise_compensation_cancels_white_noise(camera):
+    rng = np.random.default_rng(1)
+    noise = np.clip(rng.normal(128, 10, (400, 400)), 0, 255).astype(np.uint8)
+    s = focusmon.measure(noise, backend="numpy")
+    plain = s.std**2 / s.mean**2
+    assert abs(normalised_sharpness(s, "variance_nc")) < 0.03 * plain
+    sharp = focusmon.measure(camera, backend="numpy")
+    assert normalised_sharpness(sharp, "variance_nc") > 0.5 * sharp.std**2 / sharp.mean**2
 
 
 def test_black_and_broken_frames_score_zero_not_nan():
@@ -113,6 +125,55 @@ def test_a_real_sweep_through_the_kernels(camera):
         frame = frame * rng.uniform(0.75, 1.25) * 0.8 + rng.normal(0, 3, img.shape)
         scores.append(focusmon.measure(np.clip(frame, 0, 255).astype(np.uint8)))
     assert abs(find_peak(scores).position - 9.0) <= 1
+
+
+def test_a_dim_sweep_is_found_on_its_coarse_detail():
+    """40 photo-electrons at white, 16-bit micrographs: Tenengrad's fine detail drowns in
+    photon noise, the variance's coarse detail does not."""
+    cell = skimage.data.cell().astype(np.float32) / 255.0
+    auto_hits = fine_hits = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        y, x = rng.integers(0, cell.shape[0] - 240), rng.integers(0, cell.shape[1] - 320)
+        sweep = simulate.focus_sweep(
+            cell[y : y + 240, x : x + 320], n_frames=31, focus=float(rng.uniform(9, 21)),
+            photons_at_white=40.0, bits=16, rng=rng,
+        )  # fmt: skip
+        scores = [focusmon.measure(f, backend="numba-cpu") for f in sweep.frames]
+        auto, fine = find_peak(scores), find_peak(scores, measure="tenengrad_nc")
+        assert auto.measure == "variance_nc"
+        auto_hits += abs(auto.best_index - sweep.focus_index) <= 1
+        fine_hits += abs(fine.best_index - sweep.focus_index) <= 1
+    assert auto_hits >= 7 and fine_hits <= 5
+
+
+def dim_sweep(coarse_centre: float, n: int = 21, seed: int = 0) -> list[S]:
+    """Scores whose fine measure is buried in noise (noise power 400 at mean 100) and whose
+    variance holds a broad peak at ``coarse_centre``."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(n)
+    broad = 300 * np.exp(-0.5 * ((x - coarse_centre) / 5.0) ** 2)
+    lap = 20 * 400 + rng.normal(0, 10, n)
+    return [
+        S(tenengrad=1.2 * lap[i] + rng.normal(0, 40), laplacian_var=lap[i],
+          std=math.sqrt(400 + broad[i]))
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_auto_takes_the_coarse_measure_only_for_a_dim_sweep_with_its_peak_inside():
+    inside = find_peak(dim_sweep(8.4))
+    assert inside.measure == "variance_nc" and inside.best_index == 8
+    # Cut off by the sweep's end, the broad peak is not trusted: the fine measure stays.
+    assert find_peak(dim_sweep(0.3)).measure == "tenengrad_nc"
+    assert find_peak(dim_sweep(19.8)).measure == "tenengrad_nc"
+    # Bright: the fine measure rises well above its noise.
+    bright = find_peak(gaussian_curve(21, 8.4, noise=0.01))
+    assert bright.measure == "tenengrad_nc" and bright.best_index == 8
+    with pytest.raises(ValueError, match="`measure` must be one of auto"):
+        find_peak(dim_sweep(8.4), measure="brenner")
+    with pytest.raises(ValueError, match="`measure` must be one of auto"):
+        PeakTracker(measure="brenner")
 
 
 def test_peak_tracker_reports_once_the_curve_has_passed():
