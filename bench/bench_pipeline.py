@@ -11,6 +11,10 @@ encoder sees motion rather than a test pattern), then prints frames per second f
 * a naive loop decoding and scoring on one thread;
 * keyframes-only mode (clip frames covered per second, and frames analysed).
 
+The runs take turns, round after round, and each row is the median of its rounds: this
+machine's speed drifts by 10-20% over minutes, and turns keep a drift from favouring
+whichever run came first. The ratio column divides by the faster decode-only median.
+
 Run: ``python bench/bench_pipeline.py`` (``--quick`` for a shorter clip).
 """
 
@@ -18,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -122,22 +126,30 @@ def naive_loop(clip: Path) -> int:
     return n
 
 
-def rate(run: Callable[[], int], frames_in_clip: int, repeats: int) -> tuple[float, int]:
-    """Median clip frames per second over ``repeats`` runs, and what one run returned."""
-    rates, result = [], 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        rates.append(frames_in_clip / (time.perf_counter() - start))
-    return statistics.median(rates), result
+def rates(
+    runs: dict[str, Callable[[], int]], frames_in_clip: int, rounds: int
+) -> dict[str, tuple[float, int]]:
+    """Each run's median clip frames per second over ``rounds`` rounds of turns, and what
+    its last run returned."""
+    seen: dict[str, list[float]] = {name: [] for name in runs}
+    results = dict.fromkeys(runs, 0)
+    for k in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            results[name] = run()
+            seen[name].append(frames_in_clip / (time.perf_counter() - start))
+        print(f"round {k + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return {name: (statistics.median(seen[name]), results[name]) for name in runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a 4 s clip, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="a 4 s clip, 3 rounds")
     parser.add_argument("--clip", type=Path, help="use this clip instead of making one")
+    parser.add_argument("--rounds", type=int, help="rounds of turns (default 5; 3 quick)")
     args = parser.parse_args()
-    seconds, repeats = (4.0, 2) if args.quick else (12.0, 3)
+    seconds, rounds = (4.0, 3) if args.quick else (12.0, 5)
+    rounds = args.rounds or rounds
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.clip or make_clip(Path(tmp) / "clip.mp4", seconds)
@@ -146,23 +158,22 @@ def main() -> None:
             total, size = sum(1 for _ in c.demux(s) if _.size), f"{s.width}x{s.height}"
         pipeline(clip)  # compile and cache the kernel, warm the page cache
 
-        rows: list[tuple[str, float, str]] = []
-        slice_fps, _ = rate(lambda: decode_only(clip, threaded=False), total, repeats)
-        frame_fps, _ = rate(lambda: decode_only(clip, threaded=True), total, repeats)
-        best = max(slice_fps, frame_fps)  # the ceiling: PyAV at its best setting here
-        rows.append(("decode only, PyAV default (slice threads)", slice_fps, ""))
-        rows.append(("decode only, frame threads", frame_fps, ""))
-        fps, _ = rate(lambda: pipeline(clip), total, repeats)
-        rows.append(("focusmon pipeline, six measures", fps, ""))
-        fps, _ = rate(lambda: pipeline_gray(clip), total, repeats)
-        rows.append(("same, PyAV gray conversion", fps, ""))
-        fps, _ = rate(lambda: naive_loop(clip), total, repeats)
-        rows.append(("naive loop, decode + score on one thread", fps, ""))
         keyframes = SourceOptions(keyframes_only=True)
-        fps, decoded = rate(lambda: pipeline(clip, keyframes), total, repeats)
-        rows.append(("keyframes only", fps, f"{decoded} of {total} frames analysed"))
+        runs = {
+            "decode only, PyAV default (slice threads)": lambda: decode_only(clip, threaded=False),
+            "decode only, frame threads": lambda: decode_only(clip, threaded=True),
+            "focusmon pipeline, six measures": lambda: pipeline(clip),
+            "same, PyAV gray conversion": lambda: pipeline_gray(clip),
+            "naive loop, decode + score on one thread": lambda: naive_loop(clip),
+            "keyframes only": lambda: pipeline(clip, keyframes),
+        }
+        measured = rates(runs, total, rounds)
+    best = max(fps for name, (fps, _) in measured.items() if name.startswith("decode only"))
+    rows = [(name, fps, "") for name, (fps, _) in measured.items()]
+    decoded = measured["keyframes only"][1]
+    rows[-1] = (rows[-1][0], rows[-1][1], f"{decoded} of {total} frames analysed")
 
-    print(f"# Pipeline, {size} H.264 ({total} frames, GOP {GOP}), {platform.processor() or ''}")
+    print(f"# Pipeline, {size} H.264 ({total} frames, GOP {GOP}), {rounds} rounds")
     print(f"# {len(os.sched_getaffinity(0))} cores, PyAV {av.__version__}\n")
     print("| run | clip frames/s | × best decode-only | note |")
     print("|---|---:|---:|---|")

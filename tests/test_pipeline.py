@@ -102,12 +102,16 @@ def test_a_decoder_error_reaches_the_consumer_after_the_frames_before_it():
     assert got == [0, 1, 2]
 
 
-def test_stopping_early_ends_the_decode_thread_and_closes_the_source():
+@pytest.mark.parametrize(
+    "start", [iter_frames, lambda source: score_source(source, kernels.get("numpy"))],
+    ids=["iter_frames", "score_source"],
+)  # fmt: skip
+def test_stopping_early_ends_the_decode_thread_and_closes_the_source(start):
     before = threading.active_count()
     source = FakeSource(10_000, live=False)
-    frames = iter_frames(source)
-    assert next(frames).index == 0
-    frames.close()
+    items = start(source)
+    assert next(items).index == 0
+    items.close()
     assert source.closed.is_set()
     deadline = time.monotonic() + 5
     while threading.active_count() > before and time.monotonic() < deadline:
@@ -127,3 +131,12 @@ def test_score_source_counts_and_stops_after_max_frames():
         list(score_source(FakeSource(1, live=False), backend, max_frames=0))
     with pytest.raises(ConfigError, match="roi"):
         list(score_source(FakeSource(1, live=False), backend, roi=(0, 0, 9, 9)))
+
+
+def test_a_scoring_error_reaches_the_caller_after_the_records_before_it():
+    source = FakeSource(10, live=False, fail_at=4)
+    got = []
+    with pytest.raises(SourceError, match="fake failure at 4"):
+        for record in score_source(source, kernels.get("numpy")):
+            got.append(record.index)
+    assert got == [0, 1, 2, 3] and source.stats.analysed == 4
