@@ -129,9 +129,11 @@ def test_a_real_sweep_through_the_kernels(camera):
 
 def test_a_dim_sweep_is_found_on_its_coarse_detail():
     """40 photo-electrons at white, 16-bit micrographs: Tenengrad's fine detail drowns in
-    photon noise, the variance's coarse detail does not."""
+    photon noise, the variance's coarse detail does not. Streamed, the tracker must not
+    stop on a dip of the noise and report a wrong peak."""
     cell = skimage.data.cell().astype(np.float32) / 255.0
     auto_hits = fine_hits = 0
+    wrong_stops = {"auto": 0, "tenengrad_nc": 0}
     for seed in range(8):
         rng = np.random.default_rng(seed)
         y, x = rng.integers(0, cell.shape[0] - 240), rng.integers(0, cell.shape[1] - 320)
@@ -144,7 +146,13 @@ def test_a_dim_sweep_is_found_on_its_coarse_detail():
         assert auto.measure == "variance_nc"
         auto_hits += abs(auto.best_index - sweep.focus_index) <= 1
         fine_hits += abs(fine.best_index - sweep.focus_index) <= 1
+        for measure in wrong_stops:
+            tracker = PeakTracker(measure=measure)
+            stop = next((p for p in map(tracker.push, scores) if p is not None), None)
+            if stop is not None:
+                wrong_stops[measure] += abs(stop.best_index - sweep.focus_index) > 1
     assert auto_hits >= 7 and fine_hits <= 5
+    assert wrong_stops["auto"] <= 1 and wrong_stops["tenengrad_nc"] >= 3
 
 
 def dim_sweep(coarse_centre: float, n: int = 21, seed: int = 0) -> list[S]:
