@@ -50,6 +50,12 @@ def test_find_peak_is_within_one_frame(sweeps: list[bench.SweepResult], conditio
     assert not misses, f"{condition}: (image, truth, chosen) {misses}"
 
 
+def test_streaming_never_stops_a_sweep_on_a_wrong_peak(sweeps: list[bench.SweepResult]) -> None:
+    wrong = [(r.condition, r.image, r.truth, r.streamed) for r in sweeps if r.stopped_wrong]
+    assert not wrong, f"(condition, image, truth, streamed) {wrong}"
+    assert any(r.streamed is not None for r in sweeps)  # it does stop some
+
+
 def test_the_benchmark_tells_the_methods_apart(sweeps: list[bench.SweepResult]) -> None:
     # Low light is where the plain recipe's argmax goes to a noise-dominated frame: if it
     # did not, the conditions would be too easy to say anything.
