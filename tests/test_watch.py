@@ -12,7 +12,9 @@ import time
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 
+from focusmon import simulate
 from focusmon.cli import main
 from focusmon.sinks import EventWriter, FrameSaver, safe_name
 
@@ -62,6 +64,28 @@ def test_peak_prints_one_json_object(capsys, sweep):
     assert list(result) == ["best_index", "peak_position", "measure", "scores"]
     assert result["best_index"] == 7 and abs(result["peak_position"] - 7) < 0.5
     assert result["measure"] == "tenengrad_nc" and len(result["scores"]) == 15
+
+
+def test_peak_of_a_dim_16_bit_stack_uses_the_coarse_measure(capsys, tmp_path):
+    """A micrograph z-stack at 40 photo-electrons at white, as a 16-bit TIFF: the noise
+    drowns Tenengrad's curve (its peak lands 5 frames off), `auto` fits the variance."""
+    rng = np.random.default_rng(2)
+    cell = skimage.data.cell().astype(np.float32) / 255.0
+    y, x = rng.integers(0, cell.shape[0] - 240), rng.integers(0, cell.shape[1] - 320)
+    stack = simulate.focus_sweep(
+        cell[y : y + 240, x : x + 320], n_frames=31, focus=float(rng.uniform(9, 21)),
+        photons_at_white=40.0, bits=16, rng=rng,
+    )  # fmt: skip
+    path = tmp_path / "stack.tif"
+    assert cv2.imwritemulti(str(path), list(stack.frames))
+    results = {}
+    for measure in ("auto", "tenengrad_nc"):
+        code, out, err = run(capsys, "peak", str(path), "--measure", measure)
+        assert code == 0, err
+        results[measure] = json.loads(out)
+    assert results["auto"]["measure"] == "variance_nc"
+    assert abs(results["auto"]["best_index"] - stack.focus_index) <= 1
+    assert abs(results["tenengrad_nc"]["best_index"] - stack.focus_index) > 1
 
 
 def test_peak_indices_are_decode_order_indices(capsys, sweep):
