@@ -548,7 +548,7 @@ class Watcher:
 
         info = {"version": __version__, "backend": self._backend}
         return serve_metrics(
-            self.snapshot, info, host, port, healthy=self.healthy,
+            self.snapshot, info, host, port, healthy=self.healthy, report=self.health_report,
             certfile=certfile, keyfile=keyfile,
         )  # fmt: skip
 
@@ -675,6 +675,22 @@ class Watcher:
     def healthy(self) -> bool:
         """At least one stream still running, or all of them ended without an error."""
         return any(not s.done for s in self.streams) or not any(s.error for s in self.streams)
+
+    def health_report(self) -> list[str]:
+        """One line per stream: running (and its state), ended, or stopped and why — so a
+        stream that failed among running ones is seen, not only counted."""
+        lines = []
+        for status in self.streams:
+            with status.lock:
+                state = status.tracker.state
+            if status.error is not None:
+                how = f"stopped: {status.error}"
+            elif status.done:
+                how = "ended"
+            else:
+                how = f"running, {status.source.state.value}, {state}"
+            lines.append(f"{status.spec.name}: {how}")
+        return lines
 
     def _lost(self, source: Source, started: float) -> bool:
         """No signal: stalled, reconnecting, or still not connected after the open timeout

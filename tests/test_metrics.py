@@ -195,7 +195,7 @@ def test_endpoint_serves_metrics_and_health_over_http_and_https(tmp_path):
         assert status == 200
         assert 'focusmon_frames_analysed_total{stream="clip"} 25.0' in text
         assert 'focusmon_source_up{stream="clip"} 0.0' in text  # a file that ended
-        assert fetch(f"{server.url}/healthz") == (200, "ok\n")
+        assert fetch(f"{server.url}/healthz") == (200, "ok\nclip: ended\n")
         assert "process_start_time_seconds" in text  # what exporters are expected to have
         assert fetch(f"{server.url}/other")[0] == 404
     finally:
@@ -330,3 +330,27 @@ def _firing(base: str, name: str) -> list:
     assert status == 200
     alerts = json.loads(text)["data"]["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
+
+
+def test_health_names_a_stream_that_stopped_and_why(tmp_path):
+    clip = h264_clip(tmp_path / "c.mp4", 1.0)
+    specs = [StreamSpec("demo", "demo"), StreamSpec("bad", str(clip), roi=(0, 0, 9999, 9999))]
+    watcher = Watcher(specs, backend="numpy", on_change=lambda c: None)
+    server = watcher.serve_metrics("127.0.0.1", 0)
+    try:
+        watcher.start()
+        deadline = time.monotonic() + 30
+        while not watcher.streams[1].done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, text = fetch(f"{server.url}/healthz")
+        lines = text.splitlines()
+        assert status == 200 and lines[0] == "ok"  # the demo still runs
+        assert lines[1].startswith("demo: running, ")
+        assert lines[2].startswith("bad: stopped: ") and "roi" in lines[2]
+        watcher.stop()
+        assert watcher.wait(30)
+        status, text = fetch(f"{server.url}/healthz")
+        assert status == 503 and text.splitlines()[0] == "no stream is running"
+    finally:
+        watcher.close()
+        server.close()

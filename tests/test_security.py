@@ -113,7 +113,8 @@ def test_metrics_endpoint_binds_loopback_by_default():
     with focusmon_process("watch", "demo") as proc:  # no --metrics-addr: the real default
         wait_until(lambda: listening_on(port) or proc.poll() is not None, 30, "the endpoint")
         assert listening_on(port) == {"127.0.0.1"}, listening_on(port)
-        assert fetch(f"http://127.0.0.1:{port}/healthz", timeout=5) == (200, "ok\n")
+        status, text = fetch(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert status == 200 and text.startswith("ok\ndemo: running, ")
         stop(proc)
     assert proc.returncode == 0
 
@@ -154,7 +155,8 @@ def test_tls_endpoint_refuses_plain_http_and_outlasts_a_silent_client(tls):
         "--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"]),
     ) as proc:  # fmt: skip
         wait_until(lambda: listening_on(port) or proc.poll() is not None, 30, "the endpoint")
-        assert fetch(f"{base}/healthz", trusted, timeout=5) == (200, "ok\n")
+        status, text = fetch(f"{base}/healthz", trusted, timeout=5)
+        assert status == 200 and text.startswith("ok\ndemo: running, ")
         # Plain HTTP to the TLS port: no HTTP answer and no metrics, only a dropped line.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
             plain.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

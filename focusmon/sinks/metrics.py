@@ -211,9 +211,16 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         super().handle_error(request, client_address)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) as one space."""
+    return " ".join(text.split())
+
+
 class MetricsServer:
     """``/metrics`` (the registry) and ``/healthz`` over HTTP, or HTTPS with a certificate.
 
+    ``/healthz`` answers 200 while ``healthy()``, else 503; its text is ``ok`` (or why
+    not), then one line per item of ``report()`` (a watcher's streams and how each is).
     Binds to ``host`` only: 127.0.0.1 unless told otherwise.
     """
 
@@ -224,6 +231,7 @@ class MetricsServer:
         port: int,
         *,
         healthy: Callable[[], bool] = lambda: True,
+        report: Callable[[], Sequence[str]] = list,
         certfile: str | None = None,
         keyfile: str | None = None,
     ) -> None:
@@ -237,7 +245,8 @@ class MetricsServer:
                 ok = healthy()
                 status = "200 OK" if ok else "503 Service Unavailable"
                 start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-                return [b"ok\n" if ok else b"no stream is running\n"]
+                lines = ["ok" if ok else "no stream is running", *map(_one_line, report())]
+                return ["".join(f"{line}\n" for line in lines).encode()]
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"see /metrics and /healthz\n"]
 
@@ -291,6 +300,7 @@ def serve_metrics(
     port: int,
     *,
     healthy: Callable[[], bool] = lambda: True,
+    report: Callable[[], Sequence[str]] = list,
     certfile: str | None = None,
     keyfile: str | None = None,
 ) -> MetricsServer:
@@ -300,4 +310,6 @@ def serve_metrics(
     registry.register(FocusCollector(snapshot, info))
     registry.register(PROCESS_COLLECTOR)
     registry.register(PLATFORM_COLLECTOR)
-    return MetricsServer(registry, host, port, healthy=healthy, certfile=certfile, keyfile=keyfile)
+    return MetricsServer(
+        registry, host, port, healthy=healthy, report=report, certfile=certfile, keyfile=keyfile
+    )
