@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,33 @@ def check_roi(roi: Sequence[int] | None, shape: tuple[int, int]) -> Roi | None:
     return (x, y, w, h)
 
 
+def cut_roi(luma: Any, roi: Sequence[int] | None) -> Any:
+    """``luma``'s ROI (a view), once its sample type and shape are checked; for NumPy and
+    device arrays alike (anything with ``dtype``, ``shape`` and 2-D slicing).
+
+    Raises
+    ------
+    TypeError
+        If the samples are not uint8 or uint16.
+    ValueError
+        If ``luma`` is not 2-D, is smaller than 3x3, or ``roi`` does not fit.
+    """
+    dtype, shape = np.dtype(luma.dtype), tuple(luma.shape)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"`luma` must have dtype uint8 or uint16, got {dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"`luma` must be a 2-D (H, W) array, got shape {shape}")
+    if shape[0] < MIN_SIDE or shape[1] < MIN_SIDE:
+        raise ValueError(
+            f"`luma` must be at least {MIN_SIDE}x{MIN_SIDE} (H, W), got shape {shape}"
+        )
+    box = check_roi(roi, shape)
+    if box is None:
+        return luma
+    x, y, w, h = box
+    return luma[y : y + h, x : x + w]
+
+
 def prepare(luma: np.ndarray, roi: Sequence[int] | None = None) -> np.ndarray:
     """Return the 2-D uint8/uint16 view a kernel scores: the ROI of ``luma``, unit inner stride.
 
@@ -46,18 +74,7 @@ def prepare(luma: np.ndarray, roi: Sequence[int] | None = None) -> np.ndarray:
     """
     if not isinstance(luma, np.ndarray):
         raise TypeError(f"`luma` must be a numpy.ndarray, got {type(luma).__name__}")
-    if luma.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"`luma` must have dtype uint8 or uint16, got {luma.dtype}")
-    if luma.ndim != 2:
-        raise ValueError(f"`luma` must be a 2-D (H, W) array, got shape {luma.shape}")
-    if luma.shape[0] < MIN_SIDE or luma.shape[1] < MIN_SIDE:
-        raise ValueError(
-            f"`luma` must be at least {MIN_SIDE}x{MIN_SIDE} (H, W), got shape {luma.shape}"
-        )
-    box = check_roi(roi, luma.shape)
-    if box is not None:
-        x, y, w, h = box
-        luma = luma[y : y + h, x : x + w]
+    luma = cut_roi(luma, roi)
     if luma.strides[1] != luma.itemsize or luma.strides[0] < 0 or luma.strides[0] % luma.itemsize:
         luma = np.ascontiguousarray(luma)
     return luma

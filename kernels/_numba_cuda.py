@@ -35,7 +35,7 @@ import numpy as np
 from numba import cuda, int64
 
 from ._backend import FusedBackend, PendingScores
-from ._frame import check_roi
+from ._frame import cut_roi
 from ._scores import RawSums, finish, rescale
 
 #: Threads per block: 32 x 8 (one warp per row). Each thread scores 4 rows of a 32 x 32
@@ -271,7 +271,7 @@ class NumbaCudaBackend(FusedBackend):
                 "`luma` must be a numpy.ndarray or a device array (CUDA array interface or "
                 f"DLPack), got {type(luma).__name__}"
             )
-        return _device_view(device, roi)
+        return cut_roi(device, roi)
 
     def raw_sums(self, view: np.ndarray) -> RawSums:
         return self._launch([view]).result()[0]
@@ -379,23 +379,6 @@ class NumbaCudaBackend(FusedBackend):
 
         slot.pending = PendingScores(collect)
         return slot.pending
-
-
-def _device_view(device, roi):
-    """Check a device frame as `prepare` checks a host one, and cut its ROI (no copy)."""
-    dtype = np.dtype(device.dtype)
-    if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
-        raise TypeError(f"`luma` must have dtype uint8 or uint16, got {dtype}")
-    if len(device.shape) != 2:
-        raise ValueError(f"`luma` must be a 2-D (H, W) array, got shape {tuple(device.shape)}")
-    h, w = device.shape
-    if h < 3 or w < 3:
-        raise ValueError(f"`luma` must be at least 3x3 (H, W), got shape {(h, w)}")
-    box = check_roi(roi, (h, w))
-    if box is not None:
-        x, y, bw, bh = box
-        device = device[y : y + bh, x : x + bw]
-    return device
 
 
 def unavailable_reason() -> str | None:
