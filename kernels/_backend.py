@@ -27,11 +27,6 @@ class PendingScores:
             self._scores = wait()
         return self._scores
 
-    @property
-    def done(self) -> bool:
-        """Whether `result` has been read (it no longer waits)."""
-        return self._wait is None
-
 
 def _check_units(scale: float, offset: float) -> None:
     if not (math.isfinite(scale) and scale > 0):
