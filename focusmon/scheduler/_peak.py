@@ -119,8 +119,7 @@ def _auto_measure(scores: Sequence[Scores]) -> tuple[str, np.ndarray, float]:
     n = fine.size
     if n < 5:
         return FINE, fine, position
-    noise = float(np.median([_cancelled_noise(s) for s in scores]))
-    if not (noise > 0 and np.ptp(fine) < DIM_CONTRAST * noise):
+    if not _is_dim(fine, [_cancelled_noise(s) for s in scores]):
         return FINE, fine, position
     coarse = _curve(scores, COARSE)
     coarse_position = peak_position(coarse)
@@ -128,6 +127,13 @@ def _auto_measure(scores: Sequence[Scores]) -> tuple[str, np.ndarray, float]:
     if inside and _prominence(coarse) > _prominence(fine):
         return COARSE, coarse, coarse_position
     return FINE, fine, position
+
+
+def _is_dim(fine: Sequence[float], noises: Sequence[float]) -> bool:
+    """Whether the fine measure's curve rises less than `DIM_CONTRAST` of the noise power
+    it cancelled (the median over the frames)."""
+    noise = float(np.median(noises))
+    return noise > 0 and float(np.ptp(fine)) < DIM_CONTRAST * noise
 
 
 def _cancelled_noise(scores: Scores) -> float:
@@ -139,12 +145,16 @@ def _cancelled_noise(scores: Scores) -> float:
 
 
 def _prominence(values: np.ndarray) -> float:
-    """How well a curve's peak stands out: the height of its 3-frame running mean over
-    the median absolute second difference (its frame-to-frame jitter)."""
-    smooth = np.convolve(np.pad(values, 1, mode="edge"), np.ones(3) / 3, "valid")
+    """How well a curve's peak stands out: the height of its running mean (as `find_peak`
+    smooths) over the median absolute second difference (its frame-to-frame jitter)."""
     jitter = float(np.median(np.abs(np.diff(values, 2))))
-    height = float(np.ptp(smooth))
+    height = float(np.ptp(_running_sum(values))) / (2 * SMOOTH + 1)
     return height / jitter if jitter > 0 else (math.inf if height > 0 else 0.0)
+
+
+def _running_sum(values: np.ndarray) -> np.ndarray:
+    """Each value summed with its `SMOOTH` neighbours each side (the ends repeated)."""
+    return np.convolve(np.pad(values, SMOOTH, mode="edge"), np.ones(2 * SMOOTH + 1), "valid")
 
 
 def peak_position(values: Sequence[float] | np.ndarray) -> float:
@@ -157,7 +167,7 @@ def peak_position(values: Sequence[float] | np.ndarray) -> float:
         raise ValueError("`values` is empty")
     if n < 3:
         return float(np.argmax(values))
-    smooth = np.convolve(np.pad(values, SMOOTH, mode="edge"), np.ones(2 * SMOOTH + 1), "valid")
+    smooth = _running_sum(values)
     centre = int(np.argmax(smooth))
     floor = float(np.min(smooth)) / (2 * SMOOTH + 1)
     height = values - floor
@@ -236,7 +246,7 @@ class PeakTracker:
         if self.peak is not None or len(self._values) < 3:
             return None
         values = self._values
-        if auto and np.ptp(values) < DIM_CONTRAST * float(np.median(self._noise)):
+        if auto and _is_dim(values, self._noise):
             values = self._coarse
         if auto:  # a one-frame spike of noise is not a peak
             values = _median3(values)
