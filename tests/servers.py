@@ -21,8 +21,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 CAMERA_SCRIPT = Path(__file__).with_name("rtsp_camera.py")
@@ -34,13 +37,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def poll(condition: Callable[[], T], timeout_s: float, step_s: float = 0.05) -> T | None:
+    """``condition()`` once it is truthy, or None after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value or None
+        time.sleep(step_s)
+
+
 def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
     """Poll ``condition`` every 50 ms; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+    if poll(condition, timeout_s) is None:
+        pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def fetch(url: str, context: ssl.SSLContext | None = None, timeout: float = 10) -> tuple[int, str]:

@@ -51,6 +51,7 @@ from servers import (
     ffmpeg_sender,
     free_port,
     http_folder,
+    poll,
     rtsp_camera,
     rtsp_server_reason,
 )
@@ -213,16 +214,6 @@ class MatrixRun:
 
 
 # -- the run -------------------------------------------------------------------------------
-
-
-def poll(condition: Callable[[], T], timeout_s: float, step_s: float = 0.05) -> T | None:
-    """``condition()`` once it is truthy, or None after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value or None
-        time.sleep(step_s)
 
 
 def _sleep_until(at: float) -> None:
