@@ -16,14 +16,16 @@ from __future__ import annotations
 from ._backend import Backend
 from ._frame import MIN_SIDE, check_roi
 from ._reference import reference_scores
-from ._registry import available, get, names
-from ._scores import MEASURES, FocusScores, RawSums, finish, rescale
+from ._registry import available, get, names, resolve
+from ._scores import MEASURE_TABLE, MEASURES, FocusScores, Measure, RawSums, finish, rescale
 
 __all__ = [
     "MEASURES",
+    "MEASURE_TABLE",
     "MIN_SIDE",
     "Backend",
     "FocusScores",
+    "Measure",
     "RawSums",
     "available",
     "check_roi",
@@ -32,4 +34,5 @@ __all__ = [
     "names",
     "reference_scores",
     "rescale",
+    "resolve",
 ]

@@ -1,7 +1,8 @@
 """The Numba CPU backend: one pass over the rows, integer stencils, no frame-sized temporaries.
 
 Loaded only when the backend is asked for: importing it compiles nothing, the first call of
-each input dtype compiles (and caches on disk) the kernel for it.
+each input dtype compiles the kernel for it and keeps it on disk (`_cache_on_disk`: in the
+user's cache, never inside the installed package).
 
 Why the kernel reads the way it does
 ------------------------------------
@@ -35,8 +36,10 @@ Why the kernel reads the way it does
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -57,7 +60,7 @@ BLOCK = 1024
 PAD = 64
 
 _FASTMATH = {"reassoc", "nsz", "contract"}  # lets the float sum vectorise; no finite-math
-_JIT = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False)
+_JIT = dict(nogil=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False)
 
 # Work types per input dtype: (stencil type, sum type). uint16 stencils need int32 and
 # their squares int64.
@@ -364,6 +367,58 @@ def fused_sums_parallel(flat, h, w, rs, bands, nz, wz, out_i, out_f):
     """`fused_sums` of each row band ``bands[b] = (r0, r1)`` on Numba's thread pool."""
     for b in prange(bands.shape[0]):
         fused_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], nz, wz, out_i[b], out_f[b])
+
+
+def cache_folder() -> Path | None:
+    """Where the compiled kernels are kept between runs: Numba's ``NUMBA_CACHE_DIR`` if
+    set (the systemd unit sets it), else ``$XDG_CACHE_HOME/focusmon/numba`` (by default
+    ``~/.cache/focusmon/numba``); None where no home folder can be found."""
+    if numba.config.CACHE_DIR:
+        return Path(numba.config.CACHE_DIR)
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no HOME and no password entry (a bare container)
+        return None
+    return base / "focusmon" / "numba"
+
+
+def _cache_on_disk(*kernels) -> None:
+    """Keep ``kernels``' compiled code in `cache_folder`, so a new process loads it instead
+    of compiling (about a second).
+
+    Not Numba's default place, the ``__pycache__`` beside this file: for an installed
+    package that is inside site-packages, where the files outlive the package (an
+    installer removes only the files it installed). ``pip install -e .`` after
+    ``pip install .`` then left ``site-packages/focusmon/kernels/__pycache__`` behind, and
+    Python imported that leftover folder as a namespace package ``focusmon`` ahead of the
+    editable one. Numba's locator for ``NUMBA_CACHE_DIR`` takes the folder when caching is
+    switched on, so the setting is ours only for that moment (at import, under the import
+    lock); other code's Numba functions keep Numba's own choice.
+    """
+    folder = cache_folder()
+    try:
+        if folder is None:
+            raise OSError("no home folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise OSError(f"{folder} is not writable")
+    except OSError as exc:
+        logging.getLogger("focusmon.kernels").info(
+            "numba-cpu: compiled kernels are not kept between runs (%s)", exc
+        )
+        return
+    own = not numba.config.CACHE_DIR
+    if own:
+        numba.config.CACHE_DIR = str(folder)
+    try:
+        for kernel in kernels:
+            kernel.enable_caching()
+    finally:
+        if own:
+            numba.config.CACHE_DIR = ""
+
+
+_cache_on_disk(fused_sums, fused_sums_parallel)
 
 
 def _bands(h: int, w: int, dtype: np.dtype, parts: int) -> list[tuple[int, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -47,29 +48,27 @@ def available() -> dict[str, str | None]:
     return {name: _reason(name) for name in _MODULES}
 
 
-def get(name: str = "auto", **options: object) -> Backend:
-    """A ready backend.
+def resolve(name: str = "auto", **options: object) -> tuple[str, dict[str, object]]:
+    """The backend `get` would make, and the options it would take, without making it.
 
-    Parameters
-    ----------
-    name : str
-        ``"auto"`` (the fastest that can run here: CUDA, then Numba on the CPU, then
-        NumPy), or one of `names()`.
-    **options
-        Passed to the backend, e.g. ``threads=2`` for ``numba-cpu``.
+    ``auto`` becomes the fastest backend that can run here (CUDA, then Numba on the CPU,
+    then NumPy), saying in one log line why each one before it was passed over; options
+    that the chosen backend does not take are dropped there, since ``auto`` may choose
+    any (``threads=`` means nothing to a GPU). A backend named outright must take every
+    option given.
 
     Raises
     ------
     ValueError
-        For an unknown name, or a known backend that cannot run here (the reason is given).
+        For an unknown name, a known backend that cannot run here (the reason is given),
+        or an option the named backend does not take.
     """
     if name == "auto":
         for candidate in _MODULES:
             why = _reason(candidate)
             if why is None:
-                backend_cls, _ = _load(candidate)
-                accepted = {k: v for k, v in options.items() if k in _options_of(backend_cls)}
-                return backend_cls(**accepted)
+                takes = _options_of(_load(candidate)[0])
+                return candidate, {k: v for k, v in options.items() if k in takes}
             # One line saying why. A warning only where a GPU was clearly wanted (CuPy is
             # installed but unusable); on a CPU-only install it is the expected path.
             wanted = candidate == "numba-cuda" and importlib.util.find_spec("cupy") is not None
@@ -82,12 +81,41 @@ def get(name: str = "auto", **options: object) -> Backend:
     why = _reason(name)
     if why is not None:
         raise ValueError(f"backend {name!r} cannot run here: {why}")
-    backend_cls, _ = _load(name)
-    return backend_cls(**options)
+    takes = _options_of(_load(name)[0])
+    unknown = sorted(set(options) - takes)
+    if unknown:
+        raise ValueError(
+            f"backend {name!r} takes no option {unknown[0]!r} "
+            f"(it takes: {', '.join(sorted(takes)) or 'none'})"
+        )
+    return name, dict(options)
+
+
+def get(name: str = "auto", **options: object) -> Backend:
+    """A ready backend.
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"`` (the fastest that can run here: CUDA, then Numba on the CPU, then
+        NumPy), or one of `names()`.
+    **options
+        Passed to the backend, e.g. ``threads=2`` for ``numba-cpu`` (see `resolve` for
+        which are taken).
+
+    Raises
+    ------
+    ValueError
+        As `resolve`, or for an option's value the backend refuses.
+    """
+    chosen, accepted = resolve(name, **options)
+    backend_cls, _ = _load(chosen)
+    return backend_cls(**accepted)
 
 
 def _options_of(backend_cls: type[Backend]) -> set[str]:
-    import inspect
-
     params = inspect.signature(backend_cls.__init__).parameters
-    return {p for p in params if p != "self"}
+    return {
+        p.name for p in params.values()
+        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }  # fmt: skip

@@ -3,9 +3,59 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 
-MEASURES = ("laplacian_var", "tenengrad", "sobel_mean", "haar_energy", "mean", "std")
+
+@dataclass(frozen=True)
+class Measure:
+    """What every room needs to know of one measure of `FocusScores`.
+
+    Attributes
+    ----------
+    name : str
+        The field of `FocusScores` (and the key of ``focusmon score``'s JSON lines).
+    power : int
+        How the value scales with the light: a lamp k times brighter multiplies it by
+        ``k**power`` (2 for energies and variances, 1 for magnitudes and the mean). The
+        scheduler divides a sharpness measure by ``mean**power`` to cancel the light.
+    sharpness : bool
+        A focus measure that decisions compare; False for the light statistics.
+    metric : str
+        Its Prometheus gauge.
+    help : str
+        One line for the gauge's HELP and the docs.
+    """
+
+    name: str
+    power: int
+    sharpness: bool
+    metric: str
+    help: str
+
+
+#: Every measure the kernels compute, in `FocusScores`' order: the one table the scheduler,
+#: the metrics and the ring read. Values are in 8-bit full-range grey levels (squared for
+#: variances and energies) whatever the source.
+MEASURE_TABLE: Mapping[str, Measure] = MappingProxyType({
+    m.name: m
+    for m in (
+        Measure("laplacian_var", 2, True, "focusmon_laplacian_variance",
+                "Variance of the 4-neighbour Laplacian"),
+        Measure("tenengrad", 2, True, "focusmon_tenengrad",
+                "Mean squared Sobel gradient magnitude"),
+        Measure("sobel_mean", 1, True, "focusmon_sobel_magnitude_mean",
+                "Mean Sobel gradient magnitude"),
+        Measure("haar_energy", 2, True, "focusmon_haar_energy",
+                "Haar wavelet detail energy per coefficient"),
+        Measure("mean", 1, False, "focusmon_luma_mean", "Mean luma"),
+        Measure("std", 1, False, "focusmon_luma_std",
+                "Standard deviation of the luma (contrast)"),
+    )
+})  # fmt: skip
+#: The measures' names, in `FocusScores`' order.
+MEASURES = tuple(MEASURE_TABLE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,3 +69,50 @@ def test_auto_says_in_one_line_why_it_fell_back(caplog):
         kernels.get("auto").close()
     lines = [r.getMessage() for r in caplog.records if "numba-cuda" in r.getMessage()]
     assert len(lines) == 1 and why in lines[0]
+
+
+def test_options_a_named_backend_does_not_take_are_refused_and_auto_drops_them():
+    with pytest.raises(ValueError, match="backend 'numpy' takes no option 'threads'"):
+        kernels.get("numpy", threads=2)
+    assert kernels.resolve("numba-cpu", threads=2) == ("numba-cpu", {"threads": 2})
+    if kernels.available()["numba-cuda"] is None:
+        pytest.skip("a GPU is usable here: auto picks CUDA")
+    assert kernels.resolve("auto", threads=2, colour="red") == ("numba-cpu", {"threads": 2})
+
+
+def test_the_measure_table_names_every_field_of_the_scores_once():
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(kernels.FocusScores)]
+    assert list(kernels.MEASURE_TABLE) == list(kernels.MEASURES) == fields
+    metrics = [m.metric for m in kernels.MEASURE_TABLE.values()]
+    assert len(set(metrics)) == len(metrics) and all(m.startswith("focusmon_") for m in metrics)
+    assert {m.name: m.power for m in kernels.MEASURE_TABLE.values()} == {
+        "laplacian_var": 2, "tenengrad": 2, "sobel_mean": 1, "haar_energy": 2, "mean": 1,
+        "std": 1,
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_compiled_kernels_are_kept_in_the_users_cache_never_beside_the_package(tmp_path):
+    """Numba's default would write them into site-packages, where they outlive the package
+    and shadow an editable install (the README's two commands, in that order)."""
+    import os
+    from pathlib import Path
+
+    package = Path(kernels.__file__).parent
+    before = set(package.rglob("*.nb[ic]"))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    probe = (
+        "import numpy as np; from focusmon import kernels; "
+        "kernels.get('numba-cpu').scores(np.zeros((8, 8), np.uint8)); "
+        "from focusmon.kernels._numba_cpu import cache_folder; print(cache_folder())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    assert out == str(tmp_path / "focusmon" / "numba")
+    assert list((tmp_path / "focusmon" / "numba").rglob("*.nbi"))  # cached there ...
+    assert set(package.rglob("*.nb[ic]")) == before  # ... and nothing new beside the code
