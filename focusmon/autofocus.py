@@ -575,9 +575,10 @@ def run_simulated_autofocus(
     seed: int | None = None,
     backend: str = "auto",
 ) -> tuple[AutofocusResult, dict[str, float]]:
-    """One search on the simulated microscope (`focusmon.microscope`): the result, and
-    the truth (``true_focus_um``, ``error_um`` of where the drive really ended)."""
-    from .microscope import SimulatedMicroscope, specimen
+    """One search on the simulated microscope (`focusmon.testing.SimulatedMicroscope`):
+    the result, and the truth (``true_focus_um``, ``error_um`` of where the drive really
+    ended)."""
+    from .testing import SimulatedMicroscope, specimen
 
     rng = np.random.default_rng(seed)
     if focus_um is None:

@@ -155,6 +155,13 @@ class Source:
     name: str = "source"
     live: bool = False  # frames arrive in real time: keep the newest, drop the rest
     total: int | None = None  # frames expected, when known (for progress)
+    #: The stream the source is watched as (`open_source`'s ``stream``), or "": its log
+    #: lines then start with it, ``door: rtsp://***@cam/1: disconnected ...``.
+    stream: str = ""
+
+    def _said(self, text: str) -> str:
+        """``text`` (which names the source) as a log line, after the stream's name."""
+        return f"{self.stream}: {text}" if self.stream and self.stream != self.name else text
 
     def __init__(self, options: SourceOptions | None = None, *, clock=time.monotonic) -> None:
         self.options = options or SourceOptions()
@@ -235,7 +242,7 @@ class Source:
         # FFmpeg's RTSP demuxer answers its timeout with a short bogus packet and then waits
         # a whole timeout again; the UDP one hands over its last, partial packet. Decoding
         # that would push out the frame the decoder's threads still hold from before the
-        # stall, scored as if the stream were back (measured: tests/test_faults.py).
+        # stall, scored as if the stream were back (measured: tests/integration/test_faults.py).
         waited_too_long = timeout_s if self.live else math.inf
         failed_run = 0
         packets = container.demux(stream)
@@ -340,7 +347,7 @@ class VideoFileSource(Source):
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open {path}: {_ffmpeg_message(exc)}") from exc
         if no_device is not None:
-            log.warning("%s: %s", path, no_device_message(self.options, no_device))
+            log.warning("%s", self._said(f"{path}: {no_device_message(self.options, no_device)}"))
         check_video(self._container, path)
         self.total = self._container.streams.video[0].frames or None
         self._iterating = False

@@ -66,9 +66,8 @@ class ImageSource(Source):
                         if len(self._files) == 1 and self.total == 1:
                             raise SourceError(f"cannot read {path} as an image")
                         self.stats.corrupt += 1
-                        log.warning(
-                            "%s: cannot read %s as an image; skipped", self.name, path.name
-                        )
+                        said = f"{self.name}: cannot read {path.name} as an image; skipped"
+                        log.warning("%s", self._said(said))
                     elif self._keep(index, None):
                         luma = _gray_of(page, path)
                         yield LumaFrame(luma, index, None, *range_mapping(8 * luma.itemsize, True))

@@ -206,7 +206,8 @@ class LiveSource(Source):
             raise SourceError(redact(f"cannot open {self.name}: {_ffmpeg_message(exc)}")) from None
         if no_device is not None:  # said once; reconnections go straight to the CPU
             self._device = False
-            log.warning("%s: %s", self.name, redact(no_device_message(self.options, no_device)))
+            message = redact(no_device_message(self.options, no_device))
+            log.warning("%s", self._said(f"{self.name}: {message}"))
         check_video(container, self.name)
         return container
 
@@ -223,7 +224,7 @@ class LiveSource(Source):
                 if limit is not None and failures > limit:
                     raise SourceError(f"{exc} (gave up after {failures} attempts)") from None
                 delay = self._backoff.next_delay()
-                log.warning("%s; retrying in %.1f s", exc, delay)
+                log.warning("%s; retrying in %.1f s", self._said(str(exc)), delay)
                 if self._stop.wait(delay):
                     return None
         return None
@@ -238,7 +239,7 @@ class LiveSource(Source):
                     if container is None:
                         return
                 self._enter(SourceState.UP)
-                log.info("%s: connected", self.name)
+                log.info("%s", self._said(f"{self.name}: connected"))
                 delivered = self.stats.decoded
                 try:
                     yield from self._decode(container)
@@ -257,8 +258,9 @@ class LiveSource(Source):
                 self._enter(SourceState.RECONNECTING)
                 delay = self._backoff.next_delay()
                 log.warning(
-                    "%s: disconnected (%s); reconnecting in %.1f s", self.name, reason, delay
-                )
+                    "%s (%s); reconnecting in %.1f s",
+                    self._said(f"{self.name}: disconnected"), reason, delay,
+                )  # fmt: skip
                 if self._stop.wait(delay):
                     return
         finally:

@@ -1,7 +1,7 @@
 """A simulated microscope: a focus drive and a camera over a real micrograph.
 
 For autofocus tests, the benchmark and ``focusmon autofocus --simulate``. Built on the
-imaging model of `focusmon.simulate` (disk defocus, photon and read noise).
+camera model (`defocus`, `expose`: disk defocus, photon and read noise).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .simulate import defocus, expose
+from ._model import defocus, expose
 
 SPECIMEN = Path(__file__).with_name("data") / "specimen.png"
 

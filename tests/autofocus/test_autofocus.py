@@ -1,0 +1,202 @@
+"""Autofocus on the simulated microscope: found planes, bounds, backlash, device errors,
+tracking, and the command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from focusmon.autofocus import (
+    FocusTracker,
+    autofocus,
+    half_width,
+    run_simulated_autofocus,
+    track,
+)
+from focusmon.cli import main
+from focusmon.testing import SimulatedMicroscope, specimen
+
+# With 0.5 px of blur radius per µm, the specimen's score drops by 10% at ~0.55 µm of
+# defocus (bench/bench_autofocus.py measures it): in focus means within half of that.
+DEPTH_OF_FIELD_UM = 0.3
+
+
+def scope(focus=7.3, **kw):
+    kw.setdefault("blur_px_per_um", 0.5)
+    return SimulatedMicroscope(specimen(), z_focus_um=focus, **kw)
+
+
+@pytest.mark.parametrize("strategy", ["sweep-fit", "golden"])
+@pytest.mark.parametrize("focus", [-38.0, 7.3, 41.5])
+def test_the_plane_is_found_within_the_depth_of_field(strategy, focus):
+    s = scope(focus, flicker=0.2, backlash_um=3.0, photons_at_white=500.0, seed=1)
+    result = autofocus(s, s, z_min=-50, z_max=50, strategy=strategy, backlash_um=3.0)
+    assert result.ok, result.reason
+    assert abs(s.actual_um - s.z_focus_um) <= DEPTH_OF_FIELD_UM  # where the drive really is
+    assert s.position() == pytest.approx(result.z)  # left at the chosen plane
+    exhaustive = 101  # a sweep every 1 µm over the range
+    assert result.snaps <= 0.4 * exhaustive and result.snaps == s.snaps
+    assert len(result.curve) == result.snaps and result.moves == s.moves
+
+
+def test_nothing_outside_the_range_is_ever_commanded_and_the_end_is_approached_from_below():
+    s = scope(focus=-49.5, backlash_um=5.0)  # focus at the very edge: probes pile up there
+    result = autofocus(s, s, z_min=-50, z_max=-10, backlash_um=5.0)
+    assert min(s.history) >= -50 and max(s.history) <= -10
+    assert s.history[-1] == result.z and s.history[-2] <= result.z  # last move upward
+    assert abs(s.actual_um - s.z_focus_um) <= DEPTH_OF_FIELD_UM
+
+
+def test_without_backlash_handling_the_play_would_cost_focus():
+    """The simulator's backlash is real: a naive final move down lands off by the play."""
+    s = scope(focus=0.0, backlash_um=4.0)
+    s.move_to(10.0)
+    s.move_to(0.0)  # approached from above: the carriage is where commanded
+    here = s.actual_um
+    s.move_to(-10.0)
+    s.move_to(0.0)  # approached from below: trails by the play
+    assert here - s.actual_um == pytest.approx(4.0)
+
+
+class FlakyCamera:
+    def __init__(self, scope, fail_after):
+        self.scope, self.fail_after = scope, fail_after
+
+    def snap(self):
+        if self.scope.snaps >= self.fail_after:
+            raise OSError("USB camera unplugged")
+        return self.scope.snap()
+
+
+class FlakyStage:
+    def __init__(self, scope, fail_after):
+        self.scope, self.fail_after = scope, fail_after
+
+    def move_to(self, z):
+        if self.scope.moves >= self.fail_after:
+            raise TimeoutError("drive did not settle")
+        self.scope.move_to(z)
+
+    def position(self):
+        return self.scope.position()
+
+
+def test_a_camera_error_ends_the_search_at_a_known_position():
+    s = scope(focus=5.0)
+    result = autofocus(s, FlakyCamera(s, 6), z_min=-50, z_max=50)
+    assert not result.ok and "camera snap failed: USB camera unplugged" in result.reason
+    assert result.snaps == 6 and s.position() == pytest.approx(result.z)
+    assert result.z == max(result.curve, key=lambda zs: zs[1])[0]  # the best plane seen
+
+
+def test_a_stage_error_ends_the_search_where_the_stage_says_it_is():
+    s = scope(focus=5.0)
+    result = autofocus(FlakyStage(s, 5), s, z_min=-50, z_max=50)
+    assert not result.ok and "stage move" in result.reason and "did not settle" in result.reason
+    assert result.z == s.position()
+
+
+def test_tracking_follows_a_slow_drift_through_a_200_step_time_lapse():
+    s = scope(focus=0.0, drift_um=0.05, flicker=0.1, backlash_um=2.0, seed=4)
+    first = autofocus(s, s, z_min=-50, z_max=50, backlash_um=2.0)
+    assert first.ok
+    tracker = FocusTracker(s, s, z_min=-50, z_max=50, step_um=1.0, backlash_um=2.0)
+    errors = []
+    for _ in range(200):
+        tracker.update()
+        errors.append(abs(s.actual_um - s.z_focus_um))
+    assert s.z_focus_um > 25  # it really drifted (3 snaps per step)
+    assert max(errors) <= DEPTH_OF_FIELD_UM, max(errors)
+
+
+def test_arguments_are_checked():
+    s = scope()
+    for kw, words in [({"z_min": 5, "z_max": 5}, "z_min < z_max"),
+                      ({"strategy": "random"}, "`strategy` must be one of"),
+                      ({"coarse_steps": 2}, "coarse_steps"),
+                      ({"backlash_um": -1}, "backlash_um")]:  # fmt: skip
+        args = {"z_min": -10, "z_max": 10, **kw}
+        with pytest.raises(ValueError, match=words):
+            autofocus(s, s, **args)
+    with pytest.raises(ValueError, match="step_um"):
+        FocusTracker(s, s, z_min=0, z_max=1, step_um=0)
+
+
+def test_the_command_runs_the_simulator_and_plots(capsys, tmp_path):
+    assert main(["autofocus", "--simulate", "--seed", "2", "--strategy", "golden"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert abs(result["error_um"]) <= DEPTH_OF_FIELD_UM and result["strategy"] == "golden"
+    assert {"z", "curve", "snaps", "moves", "reason", "uncertainty_um"} <= set(result)
+    assert main(["autofocus"]) == 2
+    assert "needs --simulate" in capsys.readouterr().err
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional 'plot' extra")
+    png = tmp_path / "curve.png"
+    assert main(["autofocus", "--simulate", "--seed", "2", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_result_is_reproducible_by_seed():
+    a, _ = run_simulated_autofocus(seed=11)
+    b, _ = run_simulated_autofocus(seed=11)
+    assert a.curve == b.curve and np.isfinite(a.z)
+
+
+def test_the_tracker_probes_as_wide_as_the_specimen_s_focus_curve():
+    curve = [(z, 1.0 / (1.0 + (z / 4.0) ** 2)) for z in np.arange(-20.0, 21.0, 1.0)]
+    assert half_width(curve) == pytest.approx(4.0, abs=0.5)  # a Lorentzian of HWHM 4
+    assert half_width(curve[:21]) is None  # one flank only
+    s = scope(focus=0.0)
+    found = autofocus(s, s, z_min=-50, z_max=50)
+    tracker = FocusTracker.after(found, s, s, z_min=-50, z_max=50)
+    assert 0.2 < tracker.step_um < 3.0
+
+
+@pytest.mark.parametrize("reacquire_ratio", [0.5, None])
+def test_a_tracker_that_loses_focus_finds_it_again(reacquire_ratio):
+    """A knock moves the focal plane 12 µm at once, far beyond the probes' reach: the score
+    at the plane collapses, and the tracker searches again (unless told never to)."""
+    s = scope(focus=0.0, flicker=0.1, backlash_um=2.0, seed=6)
+    found = autofocus(s, s, z_min=-50, z_max=50, backlash_um=2.0)
+    tracker = FocusTracker.after(
+        found, s, s, z_min=-50, z_max=50, backlash_um=2.0, reacquire_ratio=reacquire_ratio
+    )
+    for _ in range(20):
+        tracker.update()
+    assert tracker.reacquired == 0  # steady focus, noise and flicker: no false alarm
+    assert abs(s.actual_um - s.z_focus_um) <= DEPTH_OF_FIELD_UM
+    s.z_focus_um += 12.0
+    for _ in range(10):
+        tracker.update()
+    error = abs(s.actual_um - s.z_focus_um)
+    if reacquire_ratio is None:
+        assert tracker.reacquired == 0 and error > 5  # three probes cannot see that far
+    else:
+        assert tracker.reacquired == 1 and error <= DEPTH_OF_FIELD_UM, error
+
+
+def test_reacquire_ratio_is_checked():
+    s = scope()
+    with pytest.raises(ValueError, match="reacquire_ratio"):
+        FocusTracker(s, s, z_min=0, z_max=1, step_um=1.0, reacquire_ratio=1.5)
+
+
+def test_track_sizes_its_probes_from_the_search_or_takes_a_spacing():
+    s = scope(focus=0.0)
+    found = autofocus(s, s, z_min=-50, z_max=50)
+    after = FocusTracker.after(found, s, s, z_min=-50, z_max=50)
+    tracker = track(s, s, z_min=-50, z_max=50, result=found, reacquire_ratio=0.4)
+    assert tracker.step_um == after.step_um and tracker.reference == after.reference
+    assert tracker.reacquire_ratio == 0.4
+    assert track(s, s, z_min=-50, z_max=50, step_um=0.7).step_um == 0.7
+    with pytest.raises(ValueError, match="step_um"):
+        track(s, s, z_min=-50, z_max=50)
+
+
+def test_a_long_time_lapse_keeps_a_bounded_record():
+    s = scope(focus=0.0)
+    tracker = FocusTracker(s, s, z_min=-50, z_max=50, step_um=1.0)
+    for _ in range(150):
+        tracker.update()
+    assert tracker.snaps == 450 and len(tracker._session.curve) <= 303
