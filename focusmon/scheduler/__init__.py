@@ -7,21 +7,33 @@ opens a source or calls a kernel, so each policy can be tested frame by frame.
 * `RecordRing`, `FrameSlots` — fixed-capacity storage, no allocation per frame.
 * `BestFramePicker` — the sharpest frame of every window of N frames or T seconds.
 * `find_peak`, `PeakTracker` — the in-focus frame of a focus sweep, after or during it.
-* `AlertTracker` — a stream's state: ok, blurred, obstructed, dark or no_signal.
+* `AlertTracker` — a stream's `AlertState`: ok, blurred, obstructed, dark or no_signal;
+  `no_signal` and `signal_valid` — the rules that judge a stream from its source's state.
 """
 
 from __future__ import annotations
 
-from ._alerts import STATES, AlertSettings, AlertTracker, StateChange
+from ._alerts import (
+    CONNECTING,
+    STATES,
+    AlertSettings,
+    AlertState,
+    AlertTracker,
+    StateChange,
+    no_signal,
+    signal_valid,
+)
 from ._best import BestFrame, BestFramePicker
 from ._peak import Peak, PeakTracker, find_peak, peak_position
 from ._ring import FrameSlots, RecordRing
 from ._score import SHARPNESS, normalised_sharpness
 
 __all__ = [
+    "CONNECTING",
     "SHARPNESS",
     "STATES",
     "AlertSettings",
+    "AlertState",
     "AlertTracker",
     "BestFrame",
     "BestFramePicker",
@@ -31,6 +43,8 @@ __all__ = [
     "RecordRing",
     "StateChange",
     "find_peak",
+    "no_signal",
     "normalised_sharpness",
     "peak_position",
+    "signal_valid",
 ]

@@ -1,4 +1,4 @@
-"""Per-stream alert states: ok, blurred, obstructed, dark, no_signal.
+"""Per-stream alert states (`AlertState`) and every rule that judges a stream.
 
 Time comes in with each frame (stream time for files, arrival time for live streams); this
 module never reads a clock, so it can be driven by tests frame by frame.
@@ -6,12 +6,63 @@ module never reads a clock, so it can be driven by tests frame by frame.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
-from ._score import SHARPNESS, Scores, normalised_sharpness
+from ..kernels import FocusScores
+from ._score import SHARPNESS, normalised_sharpness
 
-STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
+
+class AlertState(str, enum.Enum):
+    """What a stream shows, as its alerts and metrics say it. The values are the names in
+    events, log lines and the ``state`` label of ``focusmon_state``."""
+
+    OK = "ok"  # in focus (or still learning what in focus is at this light)
+    BLURRED = "blurred"  # sharpness well below the stream's baseline
+    OBSTRUCTED = "obstructed"  # a lit but flat picture: a covered lens
+    DARK = "dark"  # too little light to judge
+    NO_SIGNAL = "no_signal"  # stalled, disconnected, or not connected after its open timeout
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def judged(self) -> bool:
+        """Whether sharpness is compared with the baseline in this state (ok, blurred): only
+        then does the score over the baseline mean what the alerts mean."""
+        return self in (AlertState.OK, AlertState.BLURRED)
+
+    @property
+    def signal_valid(self) -> bool:
+        """Whether frames in this state describe the camera's view (all but dark and
+        no_signal)."""
+        return self not in (AlertState.DARK, AlertState.NO_SIGNAL)
+
+
+#: The alert states, in their order in the exposition.
+STATES = tuple(AlertState)
+#: `StateChange.previous` of a stream that had no frame yet: it was connecting, not ok.
+CONNECTING = "connecting"
+
+
+def no_signal(
+    *, connected: bool, delivering: bool, waiting_s: float, open_timeout_s: float
+) -> bool:
+    """The no-signal rule: a source that stopped delivering (stalled, reconnecting), or one
+    never connected after ``open_timeout_s`` of trying (``waiting_s`` so far). A camera
+    that is merely starting up is not an alarm."""
+    if not connected:
+        return waiting_s > open_timeout_s
+    return not delivering
+
+
+def signal_valid(state: AlertState, frame_age_s: float | None, stall_s: float) -> bool:
+    """The signal-valid rule: the scores are of a frame at most ``stall_s`` old (``None``:
+    no frame yet), in a state whose frames describe the view (`AlertState.signal_valid`)."""
+    return frame_age_s is not None and frame_age_s <= stall_s and state.signal_valid
+
+
 #: Light levels are half an octave of mean grey level wide; the stream leaves its current
 #: level only when the mean is this many half-octaves from the level's centre.
 LEVEL_HYSTERESIS = 0.8
@@ -86,19 +137,25 @@ class AlertSettings:
 
 @dataclass(frozen=True, slots=True)
 class StateChange:
-    """One line of ``--events``: a stream entered ``state`` at ``time``."""
+    """A stream entered ``state`` at ``time``: one line of ``--events``.
+
+    ``time`` is Unix time for a ``live`` stream, else seconds of the stream. ``previous``
+    is an `AlertState`, or `CONNECTING` for a stream that had not delivered a frame yet.
+    """
 
     stream: str
     time: float
-    state: str
-    previous: str
+    state: AlertState
+    previous: AlertState | str
     score: float
     baseline: float
+    live: bool = False
 
     def as_dict(self) -> dict[str, object]:
+        """The event's JSON object (``live`` is said by the time itself)."""
         return {
-            "stream": self.stream, "time": self.time, "state": self.state,
-            "previous": self.previous, "score": self.score, "baseline": self.baseline,
+            "stream": self.stream, "time": self.time, "state": str(self.state),
+            "previous": str(self.previous), "score": self.score, "baseline": self.baseline,
         }  # fmt: skip
 
 
@@ -122,6 +179,9 @@ class AlertTracker:
     stream : str
         The stream's name, carried into each `StateChange`.
     settings : AlertSettings, optional
+    live : bool
+        Times are Unix times (a live stream), not seconds of the stream; carried into each
+        `StateChange`.
 
     Notes
     -----
@@ -142,10 +202,14 @@ class AlertTracker:
     candidate only once it has held for ``min_dwell_s``.
     """
 
-    def __init__(self, stream: str, settings: AlertSettings | None = None) -> None:
+    def __init__(
+        self, stream: str, settings: AlertSettings | None = None, *, live: bool = False
+    ) -> None:
         self.stream = stream
         self.settings = settings or AlertSettings()
-        self.state = "ok"
+        self.live = live
+        self.state = AlertState.OK  # until judged otherwise: what the metrics show
+        self._judged_a_frame = False
         self.score = 0.0
         self.baseline = 0.0
         self._levels: dict[int, _Baseline] = {}
@@ -153,50 +217,51 @@ class AlertTracker:
         # (std, std / mean) of the last scene judged normal, at whatever light: what a
         # covered lens is told apart by.
         self._reference: tuple[float, float] | None = None
-        self._candidate = "ok"
+        self._candidate = AlertState.OK
         self._candidate_since: float | None = None
         self._last_time: float | None = None
 
     # -- public ---------------------------------------------------------------------------
 
-    def update(self, scores: Scores, time_s: float) -> StateChange | None:
+    def update(self, scores: FocusScores, time_s: float) -> StateChange | None:
         """Take one frame's scores at ``time_s``; a `StateChange` if the state changed."""
         dt = 0.0 if self._last_time is None else max(time_s - self._last_time, 0.0)
         self._last_time = time_s
         candidate = self._judge(scores, dt)
+        self._judged_a_frame = True
         return self._settle(candidate, time_s)
 
     def no_signal(self, time_s: float) -> StateChange | None:
-        """The source is stalled or disconnected: `no_signal` at once."""
-        self._candidate, self._candidate_since = "no_signal", time_s
-        return self._change("no_signal", time_s)
+        """The source is stalled or disconnected (see `no_signal`): `no_signal` at once."""
+        self._candidate, self._candidate_since = AlertState.NO_SIGNAL, time_s
+        return self._change(AlertState.NO_SIGNAL, time_s)
 
     # -- judging one frame ----------------------------------------------------------------
 
-    def _judge(self, scores: Scores, dt: float) -> str:
+    def _judge(self, scores: FocusScores, dt: float) -> AlertState:
         s = self.settings
         mean, std = _finite(scores.mean), _finite(scores.std)
         score = normalised_sharpness(scores, s.measure)
         self.score = score
         if mean < BLACK_MEAN:
-            return "dark"
+            return AlertState.DARK
         if self._covered(mean, std):
-            return "obstructed"
+            return AlertState.OBSTRUCTED
         if mean < s.dark_mean:
-            return "dark"
+            return AlertState.DARK
         level = self._level_of(mean)
         if s.blur_threshold is not None:  # the user's own level: below it is blurred
             self.baseline = s.blur_threshold
-            return "ok" if score >= s.blur_threshold else "blurred"
+            return AlertState.OK if score >= s.blur_threshold else AlertState.BLURRED
         if level.value is None:
             # A light level not seen before — dusk, lights off, an IR switch, the camera's
             # night mode: its sharpness is not the day's. Learn it; judge nothing meanwhile.
             self._learn(level, score, std, mean, dt)
             self.baseline = 0.0
-            return "ok"
+            return AlertState.OK
         self.baseline = level.value
         candidate = self._blur_candidate(score, level.value)
-        if candidate == "ok" and self.state == "ok":
+        if candidate is AlertState.OK and self.state is AlertState.OK:
             # Follow slow changes of the scene; never learn from a blurred or covered view.
             alpha = min(dt / s.baseline_tau_s, 1.0) if s.baseline_tau_s > 0 else 1.0
             level.value += alpha * (score - level.value)
@@ -215,10 +280,10 @@ class AlertTracker:
         cv = std / max(mean, 1e-9)
         return std < s.obstructed_ratio * ref_std and cv < COVER_CV_RATIO * ref_cv
 
-    def _blur_candidate(self, score: float, baseline: float) -> str:
+    def _blur_candidate(self, score: float, baseline: float) -> AlertState:
         s = self.settings
-        limit = s.leave_ratio if self.state == "blurred" else s.enter_ratio
-        return "ok" if score >= limit * baseline else "blurred"
+        limit = s.leave_ratio if self.state is AlertState.BLURRED else s.enter_ratio
+        return AlertState.OK if score >= limit * baseline else AlertState.BLURRED
 
     def _level_of(self, mean: float) -> _Baseline:
         octaves = 2 * math.log2(max(mean, 1e-3))
@@ -244,22 +309,23 @@ class AlertTracker:
 
     # -- changing state -------------------------------------------------------------------
 
-    def _settle(self, candidate: str, time_s: float) -> StateChange | None:
+    def _settle(self, candidate: AlertState, time_s: float) -> StateChange | None:
         if candidate != self._candidate:
             self._candidate, self._candidate_since = candidate, time_s
         if candidate == self.state:
             return None
         since = self._candidate_since if self._candidate_since is not None else time_s
-        if self.state == "no_signal" or time_s - since >= self.settings.min_dwell_s:
+        if self.state is AlertState.NO_SIGNAL or time_s - since >= self.settings.min_dwell_s:
             return self._change(candidate, time_s)
         return None
 
-    def _change(self, state: str, time_s: float) -> StateChange | None:
-        if state == self.state:
+    def _change(self, state: AlertState, time_s: float) -> StateChange | None:
+        if state is self.state:
             return None
+        previous = self.state if self._judged_a_frame else CONNECTING
         change = StateChange(
-            self.stream, float(time_s), state, self.state, _finite(self.score),
-            _finite(self.baseline),
+            self.stream, float(time_s), state, previous, _finite(self.score),
+            _finite(self.baseline), self.live,
         )  # fmt: skip
         self.state = state
         return change

@@ -7,17 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import FocusScores
 from ._ring import FrameSlots
-from ._score import Scores, normalised_sharpness
+from ._score import normalised_sharpness
 
 
 @dataclass(frozen=True, slots=True)
 class BestFrame:
-    """The sharpest frame of a window, with its own copy of the pixels."""
+    """The sharpest frame of a window of ``stream``, with its own copy of the pixels."""
 
+    stream: str
     index: int
     time: float
-    scores: Scores
+    scores: FocusScores
     score: float
     luma: np.ndarray
     scale: float = 1.0
@@ -32,6 +34,8 @@ class BestFramePicker:
 
     Parameters
     ----------
+    stream : str
+        The stream's name, carried into each `BestFrame`.
     window_frames, window_s : int or float, optional
         The window: one of them.
     floor : float, optional
@@ -42,6 +46,7 @@ class BestFramePicker:
 
     def __init__(
         self,
+        stream: str = "",
         *,
         window_frames: int | None = None,
         window_s: float | None = None,
@@ -54,6 +59,7 @@ class BestFramePicker:
             raise ValueError(f"`window_frames` must be an integer >= 1, got {window_frames!r}")
         if window_s is not None and not (math.isfinite(window_s) and window_s > 0):
             raise ValueError(f"`window_s` must be a number > 0, got {window_s!r}")
+        self.stream = stream
         self._frames, self._seconds, self._floor = window_frames, window_s, floor
         self.measure = measure
         self._slots = FrameSlots(2)
@@ -62,11 +68,11 @@ class BestFramePicker:
     def _reset(self, start: float | None) -> None:
         self._start = start
         self._count = 0
-        self._best: tuple[int, float, Scores, float, int, float, float] | None = None
+        self._best: tuple[int, float, FocusScores, float, int, float, float] | None = None
         self._slot = 0
 
     def push(
-        self, index: int, time_s: float, scores: Scores, luma: np.ndarray,
+        self, index: int, time_s: float, scores: FocusScores, luma: np.ndarray,
         scale: float = 1.0, offset: float = 0.0,
     ) -> BestFrame | None:  # fmt: skip
         """Take one frame; the window's `BestFrame` when this frame closes a window."""
@@ -98,4 +104,5 @@ class BestFramePicker:
         index, time_s, scores, score, slot, scale, offset = best
         if self._floor is not None and score < self._floor:
             return None
-        return BestFrame(index, time_s, scores, score, self._slots.get(slot).copy(), scale, offset)
+        luma = self._slots.get(slot).copy()
+        return BestFrame(self.stream, index, time_s, scores, score, luma, scale, offset)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._score import BLACK, NOISE_RATIO, SHARPNESS, Scores, normalised_sharpness
+from ..kernels import FocusScores
+from ._score import BLACK, NOISE_RATIO, SHARPNESS, normalised_sharpness
 
 #: Half-width of the running mean that picks the region of the maximum (frames).
 SMOOTH = 1
@@ -46,7 +47,7 @@ class Peak:
     values: list[float]
 
 
-def find_peak(scores: Sequence[Scores], *, measure: str = AUTO) -> Peak:
+def find_peak(scores: Sequence[FocusScores], *, measure: str = AUTO) -> Peak:
     """The in-focus frame of a focus sweep.
 
     Parameters
@@ -108,11 +109,11 @@ def _check_measure(measure: str) -> None:
         raise ValueError(f"`measure` must be one of {choices}, got {measure!r}")
 
 
-def _curve(scores: Sequence[Scores], measure: str) -> np.ndarray:
+def _curve(scores: Sequence[FocusScores], measure: str) -> np.ndarray:
     return np.array([normalised_sharpness(s, measure) for s in scores], np.float64)
 
 
-def _auto_measure(scores: Sequence[Scores]) -> tuple[str, np.ndarray, float]:
+def _auto_measure(scores: Sequence[FocusScores]) -> tuple[str, np.ndarray, float]:
     """`find_peak`'s choice for ``auto``: the measure, its curve and its peak position."""
     fine = _curve(scores, FINE)
     position = peak_position(fine)
@@ -136,7 +137,7 @@ def _is_dim(fine: Sequence[float], noises: Sequence[float]) -> bool:
     return noise > 0 and float(np.ptp(fine)) < DIM_CONTRAST * noise
 
 
-def _cancelled_noise(scores: Scores) -> float:
+def _cancelled_noise(scores: FocusScores) -> float:
     """The noise power `tenengrad_nc` subtracts, normalised as it is (0 for a black frame)."""
     mean, lap = float(scores.mean), float(scores.laplacian_var)
     if not (math.isfinite(mean) and math.isfinite(lap)) or mean < BLACK:
@@ -229,14 +230,14 @@ class PeakTracker:
             raise ValueError(f"`patience` must be >= 1, got {patience!r}")
         _check_measure(measure)
         self.measure, self._drop, self._patience = measure, drop, patience
-        self._scores: list[Scores] = []
+        self._scores: list[FocusScores] = []
         self._values: list[float] = []  # the measure's curve, or auto's fine one
         self._coarse: list[float] = []  # auto: the coarse curve and the cancelled noise
         self._noise: list[float] = []
         self._below = 0
         self.peak: Peak | None = None
 
-    def push(self, scores: Scores) -> Peak | None:
+    def push(self, scores: FocusScores) -> Peak | None:
         self._scores.append(scores)
         auto = self.measure == AUTO
         self._values.append(normalised_sharpness(scores, FINE if auto else self.measure))

@@ -6,9 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._score import Scores
-
-MEASURE_NAMES = ("laplacian_var", "tenengrad", "sobel_mean", "haar_energy", "mean", "std")
+from ..kernels import MEASURES, FocusScores
 
 
 class RecordRing:
@@ -18,7 +16,7 @@ class RecordRing:
     (`latest`) returns copies in push order.
     """
 
-    def __init__(self, capacity: int, measures: Sequence[str] = MEASURE_NAMES) -> None:
+    def __init__(self, capacity: int, measures: Sequence[str] = MEASURES) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"`capacity` must be an integer >= 1, got {capacity!r}")
         self.capacity = capacity
@@ -32,7 +30,7 @@ class RecordRing:
     def __len__(self) -> int:
         return self._size
 
-    def push(self, index: int, time_s: float, scores: Scores) -> int:
+    def push(self, index: int, time_s: float, scores: FocusScores) -> int:
         """Store one record; returns the row it went to."""
         row = self._next
         self._index[row] = index

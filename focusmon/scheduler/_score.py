@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
-#: Measures whose value scales with contrast squared, and those that scale with contrast.
-#: ``tenengrad_nc`` and ``variance_nc`` are Tenengrad and the variance with their
-#: white-noise power cancelled (see `normalised_sharpness`).
-SQUARED = frozenset({"laplacian_var", "tenengrad", "haar_energy", "tenengrad_nc", "variance_nc"})
-LINEAR = frozenset({"sobel_mean"})
-SHARPNESS = tuple(sorted(SQUARED | LINEAR))
+from ..kernels import MEASURE_TABLE, FocusScores
+
+#: The sharpness measures derived here from the kernels' (see `normalised_sharpness`):
+#: Tenengrad and the variance with their white-noise power cancelled, and how each scales
+#: with the light (as `focusmon.kernels.Measure.power`).
+DERIVED_POWER = {"tenengrad_nc": 2, "variance_nc": 2}
+#: Every measure a decision can compare, and its light power: the kernels' sharpness
+#: measures (their table) and the derived ones.
+POWER = {m.name: m.power for m in MEASURE_TABLE.values() if m.sharpness} | DERIVED_POWER
+SHARPNESS = tuple(sorted(POWER))
 
 #: White noise of variance s² adds 24 s² to Tenengrad (the Sobel pair's squared weights
 #: sum to 2 x 12) and 20 s² to the Laplacian's variance (16 + 4 x 1): this multiple of the
@@ -23,18 +26,7 @@ VARIANCE_NOISE_RATIO = 1.0 / 20.0
 BLACK = 0.5
 
 
-class Scores(Protocol):
-    """What the scheduler reads of a frame: `focusmon.FocusScores` has it."""
-
-    laplacian_var: float
-    tenengrad: float
-    sobel_mean: float
-    haar_energy: float
-    mean: float
-    std: float
-
-
-def normalised_sharpness(scores: Scores, measure: str = "tenengrad") -> float:
+def normalised_sharpness(scores: FocusScores, measure: str = "tenengrad") -> float:
     """A sharpness that does not change when the light does.
 
     A lamp that drifts or flickers multiplies every grey level by some k: the squared
@@ -75,7 +67,8 @@ def normalised_sharpness(scores: Scores, measure: str = "tenengrad") -> float:
     functions (Cytometry 6, 1985), where it is the property that made autofocus robust to
     illumination changes.
     """
-    if measure not in SQUARED and measure not in LINEAR:
+    power = POWER.get(measure)
+    if power is None:
         raise ValueError(f"`measure` must be one of {', '.join(SHARPNESS)}, got {measure!r}")
     mean = float(scores.mean)
     if measure == "tenengrad_nc":
@@ -87,4 +80,4 @@ def normalised_sharpness(scores: Scores, measure: str = "tenengrad") -> float:
         value = float(getattr(scores, measure))
     if not (math.isfinite(mean) and math.isfinite(value)) or mean < BLACK:
         return 0.0
-    return value / (mean * mean if measure in SQUARED else mean)
+    return value / (mean * mean if power == 2 else mean)

@@ -1,0 +1,99 @@
+"""focusmon's decisions against the targets, on a small version of bench/bench_decisions.py
+(whose evaluation is support/decisions.py).
+
+Real pictures through the imaging model, encoded (FFV1 / H.264), decoded and scored by
+focusmon, decided by `find_peak` and `AlertTracker`: the same path as the benchmark, with
+two sweeps per condition and one 58 s clip, so it runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import decisions as bench
+
+SWEEPS_PER_CONDITION = 2
+
+
+@pytest.fixture(scope="module")
+def sweeps() -> list[bench.SweepResult]:
+    return bench.evaluate_sweeps(list(bench.CONDITIONS), SWEEPS_PER_CONDITION, seed=11)
+
+
+@pytest.fixture(scope="module")
+def clip() -> bench.ClipResult:
+    # The bright scene, the benchmark's events at full length with less day between: 58 s.
+    results, _ = bench.evaluate_clips(1, seed=3, tune=False, timeline=bench.SHORT_TIMELINE)
+    return results[0]
+
+
+def test_sweeps_cover_every_condition_and_both_codecs(sweeps: list[bench.SweepResult]) -> None:
+    assert [r.condition for r in sweeps[::SWEEPS_PER_CONDITION]] == list(bench.CONDITIONS)
+    assert {r.lossless for r in sweeps} == {True, False}
+    for r in sweeps:
+        assert 0 <= r.truth < r.n_frames
+        assert set(r.chosen) == {*bench.RAW_MEASURES, "focusmon"}
+
+
+@pytest.mark.parametrize("condition", list(bench.CONDITIONS))
+def test_find_peak_is_within_one_frame(sweeps: list[bench.SweepResult], condition: str) -> None:
+    misses = [
+        (r.image, r.truth, r.chosen["focusmon"])
+        for r in sweeps
+        if r.condition == condition and r.error("focusmon") > bench.TOLERANCE
+    ]
+    assert not misses, f"{condition}: (image, truth, chosen) {misses}"
+
+
+def test_streaming_never_stops_a_sweep_on_a_wrong_peak(sweeps: list[bench.SweepResult]) -> None:
+    wrong = [(r.condition, r.image, r.truth, r.streamed) for r in sweeps if r.stopped_wrong]
+    assert not wrong, f"(condition, image, truth, streamed) {wrong}"
+    assert any(r.streamed is not None for r in sweeps)  # it does stop some
+
+
+def test_the_benchmark_tells_the_methods_apart(sweeps: list[bench.SweepResult]) -> None:
+    # Low light is where the plain recipe's argmax goes to a noise-dominated frame: if it
+    # did not, the conditions would be too easy to say anything.
+    rows = {r.condition: r for r in bench.summarise_sweeps(sweeps)}
+    assert rows["low_light"].mean_error["laplacian_var"] > rows["low_light"].mean_error["focusmon"]
+    assert rows["clean"].hit_rate["tenengrad"] == 1.0
+
+
+def test_clip_is_scored_frame_by_frame(clip: bench.ClipResult) -> None:
+    assert len(clip.states["focusmon"]) == clip.times.size == 580
+    assert np.all(np.diff(clip.times) > 0)
+    assert set(clip.states["focusmon"]) <= {"ok", "blurred", "obstructed", "dark", "no_signal"}
+
+
+def test_tracker_alerts_every_defocus_and_cover(clip: bench.ClipResult) -> None:
+    score = bench.score_clip(clip, "focusmon")
+    assert score.defocus_ok, [e for e in score.events if e.event == "defocus"]
+    assert score.cover_ok, [e for e in score.events if e.event == "cover"]
+
+
+def test_tracker_never_says_blurred_by_day_or_night(clip: bench.ClipResult) -> None:
+    score = bench.score_clip(clip, "focusmon")
+    assert score.false_blurred_day == 0
+    assert score.false_blurred_night == 0
+    assert score.night_dark_or_ok == 1.0
+
+
+def test_recipe_scoring_counts_alarms_and_delays() -> None:
+    # The scorer itself, on a hand-made clip: 10 fps, day 0-2 s, blur 2-4 s, night 4-6 s.
+    from focusmon.testing import Segment
+
+    times = np.arange(60) / 10.0
+    segments = [
+        Segment(0.0, 2.0, "ok", "day"),
+        Segment(2.0, 4.0, "blurred", "defocus"),
+        Segment(4.0, 6.0, "dark", "night"),
+    ]
+    states = ["ok"] * 25 + ["blurred"] * 20 + ["ok"] * 5 + ["blurred"] * 10
+    result = bench.ClipResult("hand-made", segments, times, np.zeros(60), np.zeros(60))
+    result.states["m"] = states
+    score = bench.score_clip(result, "m")
+    (event,) = score.events
+    assert event.alerted and event.delay_s == pytest.approx(0.5)
+    assert score.false_blurred_day == 0 and score.false_blurred_night == 1
+    assert score.night_dark_or_ok == pytest.approx(0.25)
