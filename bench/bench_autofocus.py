@@ -27,9 +27,8 @@ import skimage.data
 
 from focusmon import measure
 from focusmon.autofocus import STRATEGIES, FocusTracker, autofocus
-from focusmon.microscope import SimulatedMicroscope, specimen
 from focusmon.scheduler import normalised_sharpness
-from focusmon.simulate import defocus
+from focusmon.testing import SimulatedMicroscope, defocus, specimen
 
 Z_MIN, Z_MAX = -50.0, 50.0
 BLUR_PX_PER_UM = 0.5

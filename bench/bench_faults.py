@@ -1,6 +1,6 @@
 """How fast `focusmon watch` notices faults and recovers from them, with default settings.
 
-Runs the fault matrix of ``tests/test_faults.py`` (a real `focusmon.pipeline.Watcher`, real
+Runs the fault matrix of ``support/fault_matrix.py`` (a real `focusmon.pipeline.Watcher`, real
 gst-rtsp-server cameras, ffmpeg senders and an HTTP server on 127.0.0.1, default
 `SourceOptions`) several times and prints, per fault: the time from the fault to the
 stream's ``no_signal`` state change, the time from the fault clearing to the stream's
@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import test_faults as matrix  # noqa: E402 (the tests' fault matrix, run as is)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+import fault_matrix as matrix  # noqa: E402 (the tests' fault matrix, run as is)
 
 
 def _median_max(values: list[float | None]) -> str:
@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--isolated", action="store_true", help="one watcher per fault")
     parser.add_argument("--faults", nargs="+", choices=matrix.FAULTS, default=matrix.FAULTS)
     args = parser.parse_args()
-    if matrix._missing:
-        sys.exit("cannot run: " + "; ".join(matrix._missing))
+    if matrix.MISSING:
+        sys.exit("cannot run: " + "; ".join(matrix.MISSING))
     groups = [(f,) for f in args.faults] if args.isolated else [tuple(args.faults)]
     rows: dict[str, dict[str, list]] = {
         f: {"noticed": [], "recovered": [], "bound": [], "frames": [], "leaks": []}

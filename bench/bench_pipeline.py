@@ -30,43 +30,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
-import skimage.data
 
-from focusmon import kernels
-from focusmon.measures import score_frame
-from focusmon.pipeline import score_source
-from focusmon.source import LumaFrame, Source, SourceOptions, SourceState, open_source
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from focusmon import kernels  # noqa: E402
+from focusmon.measures import score_frame  # noqa: E402
+from focusmon.pipeline import score_source  # noqa: E402
+from focusmon.source import LumaFrame, Source, SourceOptions, SourceState, open_source  # noqa: E402
 
-FPS = 25
-GOP = 50
+from media import panned_clip  # noqa: E402
 
-
-def make_clip(path: Path, seconds: float, size: tuple[int, int] = (1920, 1080)) -> Path:
-    """Photographs side by side, panned and slowly zoomed, in H.264 (x264 veryfast)."""
-    tiles = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
-    tiles = [cv2.resize(t, (900, 900), interpolation=cv2.INTER_CUBIC) for t in tiles]
-    scene = np.hstack(tiles)  # 2700 x 900 RGB
-    scene = cv2.resize(scene, (3600, 1200), interpolation=cv2.INTER_CUBIC)
-    width, height = size
-    frames = round(seconds * FPS)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "g": str(GOP)}
-        for i in range(frames):
-            t = i / FPS
-            zoom = 1.0 + 0.1 * np.sin(2 * np.pi * t / 8)
-            x0 = (scene.shape[1] - width * zoom) * (0.5 + 0.5 * np.sin(2 * np.pi * t / 10))
-            y0 = (scene.shape[0] - height * zoom) / 2
-            warp = np.float32([[zoom, 0, x0], [0, zoom, y0]])
-            view = cv2.warpAffine(
-                scene, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-            )
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(view, format="rgb24")))
-        out.mux(stream.encode())
-    return path
+GOP = 50  # frames between keyframes of the clip
 
 
 def decode_only(clip: Path, *, threaded: bool) -> int:
@@ -152,7 +126,7 @@ def main() -> None:
     rounds = args.rounds or rounds
 
     with tempfile.TemporaryDirectory() as tmp:
-        clip = args.clip or make_clip(Path(tmp) / "clip.mp4", seconds)
+        clip = args.clip or panned_clip(Path(tmp) / "clip.mp4", seconds, gop=GOP)
         with av.open(str(clip)) as c:
             s = c.streams.video[0]
             total, size = sum(1 for _ in c.demux(s) if _.size), f"{s.width}x{s.height}"

@@ -28,11 +28,13 @@ from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_pipeline import make_clip  # noqa: E402 (a sibling script)
-
-from focusmon.pipeline import StreamSpec, Watcher  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from focusmon.config import ServiceSettings, StreamSpec, WatchConfig  # noqa: E402
+from focusmon.pipeline import Watcher  # noqa: E402
+from focusmon.sinks import MetricsEndpoint  # noqa: E402
 from focusmon.source import SourceOptions  # noqa: E402
+
+from media import panned_clip  # noqa: E402
 
 FPS = 25
 
@@ -106,8 +108,8 @@ def run(
         StreamSpec(f"s{k}", f"udp://127.0.0.1:{p}", options=options) for k, p in enumerate(ports)
     ]
     procs = senders(clip, ports)
-    watcher = Watcher(specs, backend="numba-cpu", on_change=lambda change: None)
-    server = watcher.serve_metrics("127.0.0.1", 0)
+    server = MetricsEndpoint("127.0.0.1", 0)
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numba-cpu"), specs), [server])
     try:
         watcher.start()
         time.sleep(warmup_s)
@@ -124,9 +126,7 @@ def run(
         cpu1 = os.times()
         after = [(s.source.stats.decoded, s.source.stats.analysed) for s in watcher.streams]
     finally:
-        watcher.stop()
-        watcher.wait(10)
-        server.close()
+        watcher.close()  # and its endpoint
         for p in procs:
             p.kill()
             p.wait()
@@ -166,7 +166,7 @@ def main() -> None:
         if args.clip:
             clip = args.clip
         else:
-            mp4 = make_clip(Path(tmp) / "clip.mp4", 8.0, size=(1280, 720))
+            mp4 = panned_clip(Path(tmp) / "clip.mp4", 8.0, size=(1280, 720))
             clip = Path(tmp) / "clip.ts"
             subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(mp4), "-c", "copy",
                             "-bsf:v", "h264_mp4toannexb", str(clip)], check=True)  # fmt: skip

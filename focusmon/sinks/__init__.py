@@ -1,12 +1,32 @@
-"""Outputs: state-change events as JSON lines, best frames as image files with sidecars.
+"""The outputs of a watch, one class each behind the `Sink` protocol.
 
-Sinks only write what they are given: they never change the scheduler's state or call a
-kernel. Each is safe to call from several stream threads.
+* `StateLog` — a log line per state change.
+* `EventWriter` — a JSON line per state change, to a file (reopened after logrotate) or
+  stdout.
+* `FrameSaver` — each window's sharpest frame as an image with a JSON sidecar, the newest
+  ``keep`` per stream.
+* `MetricsEndpoint` — ``/metrics`` and ``/healthz`` (HTTP or HTTPS), read at scrape time.
+
+Sinks only write what they are given or read: they never change the scheduler's state or
+call a kernel. Each is safe to call from several stream threads.
 """
 
 from __future__ import annotations
 
+from ._sink import BaseSink, Sink, StreamSnapshot, WatchView
 from .events import EventWriter
 from .frames import FrameSaver, safe_name
+from .log import StateLog
+from .metrics import MetricsEndpoint
 
-__all__ = ["EventWriter", "FrameSaver", "safe_name"]
+__all__ = [
+    "BaseSink",
+    "EventWriter",
+    "FrameSaver",
+    "MetricsEndpoint",
+    "Sink",
+    "StateLog",
+    "StreamSnapshot",
+    "WatchView",
+    "safe_name",
+]

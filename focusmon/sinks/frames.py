@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._errors import ConfigError
+from .._errors import ConfigError, check_int
+from ..scheduler import BestFrame
+from ._sink import BaseSink
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -34,14 +36,21 @@ def safe_name(name: str) -> str:
     return f"{cleaned}-{digest}"
 
 
-class FrameSaver:
+class FrameSaver(BaseSink):
     """Writes frames under one folder, which nothing a stream is called can escape.
 
     ``<folder>/<stream>_<index>.png`` (or ``.tif`` for 16-bit frames) and a ``.json``
-    sidecar with the stream, index, time and scores.
+    sidecar with the stream, index, time and scores. With ``keep``, only the newest
+    ``keep`` frames of each stream stay (older ones, with their sidecars, are deleted as
+    new ones come, those of an earlier run included): the folder cannot fill the disk.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    wants_best = True
+
+    def __init__(self, folder: str | Path, keep: int | None = None) -> None:
+        if keep is not None:
+            check_int("best_keep", keep, 1)
+        self.keep = keep
         self.folder = Path(folder).resolve()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -69,4 +78,25 @@ class FrameSaver:
             if not cv2.imwrite(str(image), np.ascontiguousarray(luma)):
                 raise OSError(f"cannot write {image}")
             sidecar_path.write_text(json.dumps(sidecar) + "\n", encoding="utf-8")
+            if self.keep is not None:
+                self._prune(safe_name(stream))
         return image
+
+    def on_best(self, best: BestFrame) -> None:
+        self.save(best.stream, best.index, best.time, best.luma, best.scores.as_dict())
+
+    def _prune(self, prefix: str) -> None:
+        """Delete all but the newest `keep` frames (and sidecars) named for ``prefix``."""
+        own = re.compile(rf"{re.escape(prefix)}_\d{{8}}\.(png|tif|json)")
+        stems: dict[str, list[Path]] = {}
+        for path in self.folder.iterdir():
+            if own.fullmatch(path.name):
+                stems.setdefault(path.stem, []).append(path)
+
+        def age(stem: str) -> tuple[int, str]:
+            newest = max(p.lstat().st_mtime_ns for p in stems[stem])
+            return newest, stem
+
+        for stem in sorted(stems, key=age, reverse=True)[self.keep :]:
+            for path in stems[stem]:
+                path.unlink(missing_ok=True)  # a link is removed, never what it points to

@@ -1,6 +1,8 @@
 """The Prometheus endpoint: per-stream metrics read from a snapshot at scrape time.
 
-A custom collector (prometheus_client's pattern for exporters) asks the pipeline for one
+`MetricsEndpoint` is the sink: it binds its address when made (so a taken port fails
+before anything starts) and serves ``/metrics`` and ``/healthz`` once the watch starts.
+Its `FocusCollector` (prometheus_client's pattern for exporters) asks the watch for one
 snapshot of every stream per scrape, so the values of a scrape belong together and nothing
 is exported half-updated. A measure is exported only once a frame has been scored: never
 as NaN, which alert rules silently fail to compare; `focusmon_signal_valid` says whether
@@ -9,11 +11,11 @@ the scores are current.
 
 from __future__ import annotations
 
+import bisect
 import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -32,46 +34,35 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .._errors import ConfigError
+from ..kernels import MEASURE_TABLE
+from ..scheduler import STATES
+from ._sink import BaseSink, StreamSnapshot, WatchView
 
-STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
 #: Upper bounds (seconds) of the processing-time histogram's buckets.
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: Seconds a client of the endpoint may take over the TLS handshake and over each read.
 CLIENT_TIMEOUT_S = 10.0
 
-# measure -> (metric name, help); values in 8-bit full-range grey levels (squared for
-# variances): the units focusmon reports everywhere.
-_MEASURES = {
-    "laplacian_var": ("focusmon_laplacian_variance", "Variance of the 4-neighbour Laplacian"),
-    "tenengrad": ("focusmon_tenengrad", "Mean squared Sobel gradient magnitude"),
-    "sobel_mean": ("focusmon_sobel_magnitude_mean", "Mean Sobel gradient magnitude"),
-    "haar_energy": ("focusmon_haar_energy", "Haar wavelet detail energy per coefficient"),
-    "mean": ("focusmon_luma_mean", "Mean luma"),
-    "std": ("focusmon_luma_std", "Standard deviation of the luma (contrast)"),
-}
 
+class KernelTimes:
+    """A stream's histogram of kernel time per frame, over `PROCESSING_BUCKETS`.
 
-@dataclass(frozen=True)
-class StreamSnapshot:
-    """One stream as a scrape sees it: consistent, finite, read in one go."""
+    Not locked: the pipeline observes and reads it under its stream's lock, so that a
+    scrape never sees a count without its sum.
+    """
 
-    name: str
-    state: str
-    up: bool
-    frames_decoded: int
-    frames_analysed: int
-    frames_dropped: int
-    frames_corrupt: int
-    packets_undecodable: int
-    reconnects: int
-    last_frame_age_s: float | None
-    scores: Mapping[str, float] | None  # the six measures of the latest scored frame
-    score: float | None  # the normalised sharpness the alerts use
-    baseline: float | None  # the stream's learned baseline (None while learning)
-    signal_valid: bool
-    processing_buckets: Sequence[int]  # cumulative counts per PROCESSING_BUCKETS bound
-    processing_count: int
-    processing_sum_s: float
+    __slots__ = ("buckets", "count", "sum_s")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(PROCESSING_BUCKETS)  # cumulative, as exposition wants
+        self.count = 0
+        self.sum_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.sum_s += seconds
+        for k in range(bisect.bisect_left(PROCESSING_BUCKETS, seconds), len(self.buckets)):
+            self.buckets[k] += 1
 
 
 class FocusCollector(Collector):
@@ -116,14 +107,14 @@ class FocusCollector(Collector):
             "undecodable": counter("focusmon_packets_undecodable", "Packets the decoder rejected"),
             "reconnects": counter("focusmon_reconnects", "Reconnections of the source"),
         }  # fmt: skip
-        measures = {k: gauge(name, doc) for k, (name, doc) in _MEASURES.items()}
+        measures = {m.name: gauge(m.metric, m.help) for m in MEASURE_TABLE.values()}
         processing = HistogramMetricFamily(
             "focusmon_processing_seconds", "Kernel time per analysed frame", labels=["stream"]
         )
         for s in streams:
             label = [s.name]
             for state in STATES:
-                families["state"].add_metric([s.name, state], 1.0 if s.state == state else 0.0)
+                families["state"].add_metric([s.name, state.value], float(s.state is state))
             families["up"].add_metric(label, 1.0 if s.up else 0.0)
             families["valid"].add_metric(label, 1.0 if s.signal_valid else 0.0)
             if s.last_frame_age_s is not None:
@@ -134,7 +125,7 @@ class FocusCollector(Collector):
                 families["baseline"].add_metric(label, s.baseline)
                 # Only where it means what the alerts mean: a current, lit, unobstructed
                 # view (at night it compares with the day's baseline and would mislead).
-                if s.score is not None and s.signal_valid and s.state in ("ok", "blurred"):
+                if s.score is not None and s.signal_valid and s.state.judged:
                     families["relative"].add_metric(label, s.score / s.baseline)
             for key, value in (
                 ("decoded", s.frames_decoded), ("analysed", s.frames_analysed),
@@ -158,21 +149,6 @@ class FocusCollector(Collector):
 
 def _bound(value: float) -> str:
     return repr(float(value))
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` (127.0.0.1) or ``[IPv6]:PORT``.
-
-    Raises
-    ------
-    ConfigError
-        Naming what was wrong.
-    """
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--metrics-addr must be HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -216,100 +192,103 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class MetricsServer:
-    """``/metrics`` (the registry) and ``/healthz`` over HTTP, or HTTPS with a certificate.
+class MetricsEndpoint(BaseSink):
+    """``/metrics`` and ``/healthz`` over HTTP, or HTTPS with a certificate: a sink that
+    reads the watch at scrape time.
 
-    ``/healthz`` answers 200 while ``healthy()``, else 503; its text is ``ok`` (or why
-    not), then one line per item of ``report()`` (a watcher's streams and how each is).
-    Binds to ``host`` only: 127.0.0.1 unless told otherwise.
+    The address is bound when the endpoint is made, so a taken port or a bad certificate
+    fails before anything starts; serving starts with the watch (`start`). ``/metrics``
+    has a `FocusCollector` and the process and platform metrics exporters are expected to
+    have (start time, CPU, memory, descriptors). ``/healthz`` answers 200 while the watch
+    is healthy, else 503; its text is ``ok`` (or why not), then one line per stream. Binds
+    to ``host`` only: 127.0.0.1 unless told otherwise.
     """
 
     def __init__(
         self,
-        registry: CollectorRegistry,
         host: str,
         port: int,
         *,
-        healthy: Callable[[], bool] = lambda: True,
-        report: Callable[[], Sequence[str]] = list,
         certfile: str | None = None,
         keyfile: str | None = None,
     ) -> None:
-        metrics = make_wsgi_app(registry)
-
-        def app(environ, start_response):
-            path = environ.get("PATH_INFO", "/")
-            if path == "/metrics":
-                return metrics(environ, start_response)
-            if path == "/healthz":
-                ok = healthy()
-                status = "200 OK" if ok else "503 Service Unavailable"
-                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-                lines = ["ok" if ok else "no stream is running", *map(_one_line, report())]
-                return ["".join(f"{line}\n" for line in lines).encode()]
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"see /metrics and /healthz\n"]
-
         if (certfile is None) != (keyfile is None):
             raise ConfigError("--tls-cert and --tls-key go together")
+        self._watch: WatchView | None = None
+        self._metrics: Callable | None = None
         try:
-            self._server = make_server(host, port, app, _ThreadingServer, _QuietHandler)
+            self._server = make_server(host, port, self._app, _ThreadingServer, _QuietHandler)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
         if certfile is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-
-            def no_passphrase() -> bytes:  # else OpenSSL asks on the terminal: a service hangs
-                raise ConfigError(
-                    f"the TLS key {keyfile} is encrypted: give an unencrypted key "
-                    "(focusmon does not ask for a passphrase)"
-                )
-
             try:
-                context.load_cert_chain(certfile, keyfile, password=no_passphrase)
-            except (OSError, ConfigError) as exc:  # ssl.SSLError is an OSError
+                self._server.tls = load_tls(certfile, keyfile)  # type: ignore[arg-type]
+            except ConfigError:
                 self._server.server_close()
-                if isinstance(exc, ConfigError):
-                    raise
-                raise ConfigError(
-                    f"cannot load the TLS certificate {certfile} or key {keyfile}: {exc}"
-                ) from None
-            self._server.tls = context
+                raise
         self.host, self.port = host, self._server.server_address[1]
         self.scheme = "https" if certfile else "http"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
+    def start(self, watch: WatchView) -> None:
+        """Serve ``watch`` from now on."""
+        registry = CollectorRegistry()
+        registry.register(FocusCollector(watch.snapshot, watch.info))
+        registry.register(PROCESS_COLLECTOR)
+        registry.register(PLATFORM_COLLECTOR)
+        self._watch, self._metrics = watch, make_wsgi_app(registry)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+        self._thread.start()
+
+    def _app(self, environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        watch, metrics = self._watch, self._metrics
+        if watch is None or metrics is None:  # pragma: no cover (served only once started)
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"starting\n"]
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/healthz":
+            ok = watch.healthy()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            report = map(_one_line, watch.health_report())
+            lines = ["ok" if ok else "no stream is running", *report]
+            return ["".join(f"{line}\n" for line in lines).encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"see /metrics and /healthz\n"]
+
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
         self._server.server_close()
-        self._thread.join(5)
 
 
-def serve_metrics(
-    snapshot: Callable[[], Sequence[StreamSnapshot]],
-    info: Mapping[str, str],
-    host: str,
-    port: int,
-    *,
-    healthy: Callable[[], bool] = lambda: True,
-    report: Callable[[], Sequence[str]] = list,
-    certfile: str | None = None,
-    keyfile: str | None = None,
-) -> MetricsServer:
-    """A `MetricsServer` for a fresh registry: a `FocusCollector`, and the process and
-    platform metrics exporters are expected to have (start time, CPU, memory, fds)."""
-    registry = CollectorRegistry()
-    registry.register(FocusCollector(snapshot, info))
-    registry.register(PROCESS_COLLECTOR)
-    registry.register(PLATFORM_COLLECTOR)
-    return MetricsServer(
-        registry, host, port, healthy=healthy, report=report, certfile=certfile, keyfile=keyfile
-    )
+def load_tls(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server TLS context of ``certfile`` and ``keyfile``; ConfigError naming what is wrong
+    (missing, mismatched, encrypted or not PEM)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+
+    def no_passphrase() -> bytes:  # else OpenSSL asks on the terminal: a service hangs
+        raise ConfigError(
+            f"the TLS key {keyfile} is encrypted: give an unencrypted key "
+            "(focusmon does not ask for a passphrase)"
+        )
+
+    try:
+        context.load_cert_chain(certfile, keyfile, password=no_passphrase)
+    except ConfigError:
+        raise
+    except OSError as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(
+            f"cannot load the TLS certificate {certfile} or key {keyfile}: {exc}"
+        ) from None
+    return context

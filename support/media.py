@@ -88,3 +88,40 @@ def h264_clip(
         path, f"testsrc2=size={size}:rate=25", seconds,
         "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-pix_fmt", "yuv420p", *args,
     )  # fmt: skip
+
+
+def panned_clip(
+    path: Path,
+    seconds: float,
+    size: tuple[int, int] = (1920, 1080),
+    *,
+    fps: int = 25,
+    gop: int = 50,
+) -> Path:
+    """Photographs side by side, panned and slowly zoomed, in H.264 (x264 veryfast): the
+    pipeline benchmarks' clip."""
+    import cv2
+    import skimage.data
+
+    tiles = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    tiles = [cv2.resize(t, (900, 900), interpolation=cv2.INTER_CUBIC) for t in tiles]
+    scene = np.hstack(tiles)  # 2700 x 900 RGB
+    scene = cv2.resize(scene, (3600, 1200), interpolation=cv2.INTER_CUBIC)
+    width, height = size
+    frames = round(seconds * fps)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
+        for i in range(frames):
+            t = i / fps
+            zoom = 1.0 + 0.1 * np.sin(2 * np.pi * t / 8)
+            x0 = (scene.shape[1] - width * zoom) * (0.5 + 0.5 * np.sin(2 * np.pi * t / 10))
+            y0 = (scene.shape[0] - height * zoom) / 2
+            warp = np.float32([[zoom, 0, x0], [0, zoom, y0]])
+            view = cv2.warpAffine(
+                scene, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            )
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(view, format="rgb24")))
+        out.mux(stream.encode())
+    return path

@@ -40,7 +40,7 @@ from media import h264_clip, write_video, yuv420_of
 from servers import ffmpeg_reason
 
 _spec = importlib.util.spec_from_file_location(
-    "degenerate_sim_cases", Path(__file__).parent / "kernels" / "degenerate_sim_cases.py"
+    "degenerate_sim_cases", Path(__file__).parents[1] / "kernels" / "degenerate_sim_cases.py"
 )
 degenerate = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(degenerate)  # the cases, shared with the CUDA simulator's run

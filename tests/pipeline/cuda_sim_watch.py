@@ -12,11 +12,12 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))
 
 from focusmon import kernels  # noqa: E402
+from focusmon.config import ServiceSettings, StreamSpec, WatchConfig  # noqa: E402
 from focusmon.kernels import MEASURES  # noqa: E402
-from focusmon.pipeline import StreamSpec, Watcher  # noqa: E402
+from focusmon.pipeline import Watcher  # noqa: E402
 from focusmon.source import SourceOptions, open_source  # noqa: E402
 
 from media import h264_clip  # noqa: E402
@@ -29,7 +30,7 @@ def main(folder: Path) -> int:
     records: dict[str, list] = {}
 
     specs = [StreamSpec(f"s{k}", str(c), options=options) for k, c in enumerate(clips)]
-    watcher = Watcher(specs, backend="numba-cuda", on_change=lambda change: None)
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numba-cuda"), specs))
     assert watcher._batch == 2, watcher._batch
     keep = watcher.streams[0].keep.__func__
 

@@ -22,15 +22,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from focusmon.cli import DEFAULT_METRICS_ADDR, build_parser, main
-from focusmon.sinks import FrameSaver
-from focusmon.sinks.metrics import (
-    PROCESSING_BUCKETS,
-    FocusCollector,
-    StreamSnapshot,
-    parse_address,
-    serve_metrics,
-)
+from focusmon.cli import build_parser, main
+from focusmon.config import DEFAULT_METRICS_ADDR, from_args, parse_address
+from focusmon.sinks import FrameSaver, MetricsEndpoint
+from focusmon.sinks.metrics import PROCESSING_BUCKETS, FocusCollector, StreamSnapshot
 from focusmon.source import redact
 
 from media import write_video
@@ -102,9 +97,10 @@ def listening_on(port: int) -> set[str]:
 def test_metrics_endpoint_binds_loopback_by_default():
     host, port = parse_address(DEFAULT_METRICS_ADDR)
     assert host == "127.0.0.1"
-    assert build_parser().parse_args(["watch", "demo"]).metrics_addr == DEFAULT_METRICS_ADDR
-    server = serve_metrics(lambda: [], {"version": "test"}, *parse_address(":0"))
-    try:  # an address without a host is loopback too
+    config = from_args(build_parser().parse_args(["watch", "demo"]))
+    assert config.service.metrics_addr == DEFAULT_METRICS_ADDR
+    server = MetricsEndpoint(*parse_address(":0"))
+    try:  # an address without a host is loopback too (bound, even before it serves)
         assert listening_on(server.port) == {"127.0.0.1"}
     finally:
         server.close()
@@ -188,8 +184,8 @@ def test_tls_endpoint_refuses_plain_http_and_outlasts_a_silent_client(tls):
         ("cert", "other", "cannot load the TLS certificate"),  # the key of another one
         ("cert", "garbage", "cannot load the TLS certificate"),
         ("cert", ".", "cannot load the TLS certificate"),  # a folder
-        ("cert", None, "--tls-cert and --tls-key go together"),
-        (None, "key", "--tls-cert and --tls-key go together"),
+        ("cert", None, "`tls_cert` and `tls_key` go together"),
+        (None, "key", "`tls_cert` and `tls_key` go together"),
         ("enc-cert", "enc", "is encrypted"),  # OpenSSL would prompt for a passphrase
     ],
 )
@@ -380,16 +376,22 @@ def test_hostile_strings_in_a_config_are_taken_literally(tmp_path, monkeypatch, 
 @pytest.mark.parametrize(
     ("toml", "words"),
     [
-        ("backend = {x}\n[[streams]]\nsource = 'CLIP'", "unknown backend"),
-        ("metrics_addr = {x}\n[[streams]]\nsource = 'CLIP'", "--metrics-addr must be HOST:PORT"),
+        ("backend = {x}\n[[streams]]\nsource = 'CLIP'", "backend must be one of auto, "),
+        ("metrics_addr = {x}\n[[streams]]\nsource = 'CLIP'", "metrics_addr must be HOST:PORT"),
         ("threads = {x}\n[[streams]]\nsource = 'CLIP'", "threads must be an integer"),
         ("tls_cert = {x}\ntls_key = {x}\n[[streams]]\nsource = 'CLIP'", "TLS certificate"),
         ("[[streams]]\nsource = {x}", "no such file"),
         ("[[streams]]\nsource = 'CLIP'\nname = 49", "streams[0].name must be a string"),
         ("[[streams]]\nsource = 'CLIP'\nroi = {x}", "streams[0].roi"),
-        ("[[streams]]\nsource = 'CLIP'\nevery = {x}", "`every` must be an integer"),
-        ("[[streams]]\nsource = 'CLIP'\nrtsp_transport = {x}", "`rtsp_transport`"),
-        ("[[streams]]\nsource = 'CLIP'\nalerts = {{ enter_ratio = {x} }}", "`enter_ratio`"),
+        ("[[streams]]\nsource = 'CLIP'\nevery = {x}", "streams[0].every must be an integer"),
+        (
+            "[[streams]]\nsource = 'CLIP'\nrtsp_transport = {x}",
+            "rtsp_transport must be one of tcp, udp",
+        ),
+        (
+            "[[streams]]\nsource = 'CLIP'\nalerts = {{ enter_ratio = {x} }}",
+            "alerts.enter_ratio must be a number",
+        ),
         (
             "[[streams]]\nsource = 'CLIP'\nffmpeg_options = {{ {x} = '1' }}",
             "unknown FFmpeg option",

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import skimage.data
 
-from focusmon import simulate
+from focusmon import testing
 from focusmon.cli import main
-from focusmon.sinks import EventWriter, FrameSaver, safe_name
+from focusmon.sinks import safe_name
 
 from media import write_video
 from servers import camera_launch, free_port, rtsp_camera, rtsp_server_reason
@@ -72,7 +72,7 @@ def test_peak_of_a_dim_16_bit_stack_uses_the_coarse_measure(capsys, tmp_path):
     rng = np.random.default_rng(2)
     cell = skimage.data.cell().astype(np.float32) / 255.0
     y, x = rng.integers(0, cell.shape[0] - 240), rng.integers(0, cell.shape[1] - 320)
-    stack = simulate.focus_sweep(
+    stack = testing.focus_sweep(
         cell[y : y + 240, x : x + 320], n_frames=31, focus=float(rng.uniform(9, 21)),
         photons_at_white=40.0, bits=16, rng=rng,
     )  # fmt: skip
@@ -149,24 +149,6 @@ def test_watch_and_peak_usage_errors_exit_2_before_starting(capsys, defocus_clip
     assert words in err and "Traceback" not in err
 
 
-def test_sinks_keep_to_their_folder_and_to_finite_numbers(tmp_path):
-    assert safe_name("door-1.a") == "door-1.a"  # a clean name is kept as it is
-    assert safe_name("../../etc/passwd").startswith("etc_passwd-")
-    assert safe_name("..").startswith("stream-")
-    assert safe_name("rtsp://***@cam/1").startswith("rtsp_cam_1-")
-    names = ["cam/1", "cam 1", "cam_1", "cam:1", "../cam_1"]  # alike once cleaned up
-    assert len({safe_name(n) for n in names}) == len(names)
-    saver = FrameSaver(tmp_path / "out")
-    deep = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
-    path = saver.save("../x", 3, 0.5, deep, {"std": 1.0})
-    assert path.parent == (tmp_path / "out").resolve() and path.suffix == ".tif"
-    assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), deep)
-    writer = EventWriter(str(tmp_path / "e.jsonl"))
-    with pytest.raises(ValueError, match="finite"):
-        writer.write({"score": float("nan")})
-    writer.close()
-
-
 @pytest.mark.network
 @pytest.mark.skipif(rtsp_server_reason() is not None, reason=rtsp_server_reason() or "")
 @pytest.mark.timeout(90)
@@ -197,3 +179,15 @@ def test_watch_a_camera_that_dies_then_stop_it_with_sigterm(tmp_path):
     assert rows[-1]["stream"] == "door"
     assert rows[-1]["time"] == pytest.approx(time.time(), abs=60)  # live: Unix time
     assert os.path.getsize(events) > 0
+
+
+def test_best_keep_bounds_what_watch_saves(capsys, tmp_path, defocus_clip):
+    best = tmp_path / "best"
+    code, _, err = run(
+        capsys, "watch", str(defocus_clip), "--name", "cam", "--save-best", str(best),
+        "--best-every", "10", "--best-keep", "2", "--no-metrics",
+    )  # fmt: skip
+    assert code == 0, err
+    assert len(list(best.glob("cam_*.png"))) == 2
+    sidecars = sorted(json.loads(p.read_text())["index"] for p in best.glob("cam_*.json"))
+    assert len(sidecars) == 2 and min(sidecars) >= 70  # the newest two of nine windows

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
+import soak  # the rig and its verdict, checked here without streams too
 from servers import ffmpeg_reason, rtsp_server_reason
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import soak  # noqa: E402 (bench/: its verdict is checked here without streams too)
-
-SOAK = Path(soak.__file__)
+SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 SECONDS, WARMUP_S = 80, 40
 #: RSS may move by allocator noise (a few MB seen between samples); a leak in a path that
 #: runs per frame (25 fps x 4 streams) would exceed this within the 40 s judged.

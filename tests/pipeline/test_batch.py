@@ -20,9 +20,10 @@ import pytest
 
 from focusmon import ConfigError, kernels
 from focusmon.cli import main
+from focusmon.config import ServiceSettings, StreamSpec, WatchConfig, parse
 from focusmon.kernels import MEASURES
 from focusmon.kernels._reference import NumpyBackend
-from focusmon.pipeline import BatchScorer, StreamSpec, Watcher
+from focusmon.pipeline import BatchScorer, Watcher
 from focusmon.source import LumaFrame, SourceOptions, open_source
 
 from media import h264_clip
@@ -55,12 +56,18 @@ class SpyBackend(NumpyBackend):
 @pytest.fixture
 def spy(monkeypatch):
     SpyBackend.log, SpyBackend.delay_s = [], 0.0
-    real_get = kernels.get
+    real_get, real_resolve, real_names = kernels.get, kernels.resolve, kernels.names
     monkeypatch.setattr(
         kernels,
         "get",
         lambda name="auto", **kw: SpyBackend() if name == "spy" else real_get(name, **kw),
     )
+    monkeypatch.setattr(
+        kernels,
+        "resolve",
+        lambda name="auto", **kw: ("spy", {}) if name == "spy" else real_resolve(name, **kw),
+    )
+    monkeypatch.setattr(kernels, "names", lambda: (*real_names(), "spy"))
     return SpyBackend
 
 
@@ -181,7 +188,7 @@ def clips(tmp_path_factory):
 
 def test_the_watcher_batches_its_streams_and_loses_no_frame(spy, clips):
     specs = [StreamSpec(f"s{k}", str(c)) for k, c in enumerate(clips)]
-    watcher = Watcher(specs, backend="spy", on_change=lambda change: None, batch_wait_s=0.02)
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="spy", batch_wait_ms=20), specs))
     assert watcher._batch == 3  # one frame per stream, by default, on a batching backend
     watcher.start()
     assert watcher.wait(60)
@@ -202,9 +209,11 @@ def test_the_watcher_batches_its_streams_and_loses_no_frame(spy, clips):
 
 def test_the_watcher_does_not_batch_a_cpu_backend_or_when_told_not_to(clips):
     specs = [StreamSpec(f"s{k}", str(c)) for k, c in enumerate(clips)]
-    assert Watcher(specs, backend="numpy", on_change=print)._batch == 0
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numpy"), specs))
+    assert watcher._batch == 0
+    watcher.close()
     with pytest.raises(ConfigError, match="batch"):
-        Watcher(specs, backend="numpy", on_change=print, batch=-1)
+        Watcher(WatchConfig(ServiceSettings(backend="numpy", batch=-1), specs))
 
 
 # -- hardware decoding ---------------------------------------------------------------------
@@ -239,9 +248,8 @@ def test_a_missing_file_is_still_a_missing_file_with_hwaccel(tmp_path):
 def test_hw_frames_on_a_cpu_backend_come_to_host_memory(caplog, clips):
     caplog.set_level(logging.INFO, "focusmon")
     options = SourceOptions(hwaccel="cuda", hw_frames=True)
-    watcher = Watcher(
-        [StreamSpec("gpu", str(clips[0]), options=options)], backend="numpy", on_change=print
-    )
+    specs = [StreamSpec("gpu", str(clips[0]), options=options)]
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numpy"), specs))
     watcher.start()
     assert watcher.wait(60)
     status = watcher.streams[0]
@@ -270,7 +278,7 @@ def test_bench_gpu_says_there_is_no_gpu_and_prints_nothing_else():
     if kernels.available()["numba-cuda"] is None:
         pytest.skip("a GPU is usable here: the bench measures instead")
     proc = subprocess.run(
-        [sys.executable, str(HERE.parent / "bench" / "bench_gpu.py")],
+        [sys.executable, str(HERE.parents[1] / "bench" / "bench_gpu.py")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -280,20 +288,19 @@ def test_bench_gpu_says_there_is_no_gpu_and_prints_nothing_else():
 
 
 def test_batching_and_hardware_decoding_in_a_config_file():
-    from focusmon.config import parse_config
-
-    config = parse_config({
+    config = parse({
         "batch": 8, "batch_wait_ms": 2.5,
         "defaults": {"hwaccel": "cuda", "hw_frames": True},
         "streams": [{"source": "a.mp4"}, {"source": "b.mp4", "hw_frames": False}],
     })  # fmt: skip
-    assert config.service == {"batch": 8, "batch_wait_ms": 2.5}
+    assert (config.service.batch, config.service.batch_wait_ms) == (8, 2.5)
+    assert config.service == ServiceSettings(batch=8, batch_wait_ms=2.5)
     assert [s.options.hwaccel for s in config.streams] == ["cuda", "cuda"]
     assert [s.options.hw_frames for s in config.streams] == [True, False]
     with pytest.raises(ConfigError, match=r"streams\[0\].*hwaccel.*'nope'"):
-        parse_config({"streams": [{"source": "a.mp4", "hwaccel": "nope"}]})
+        parse({"streams": [{"source": "a.mp4", "hwaccel": "nope"}]})
     with pytest.raises(ConfigError, match="batch must be an integer"):
-        parse_config({"batch": "all", "streams": [{"source": "a.mp4"}]})
+        parse({"batch": "all", "streams": [{"source": "a.mp4"}]})
 
 
 @pytest.mark.slow
@@ -302,7 +309,7 @@ def test_bench_gpu_runs_its_gpu_code_under_the_simulator():
     table), on tiny frames: what a machine with a GPU will run."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run(
-        [sys.executable, str(HERE.parent / "bench" / "bench_gpu.py"), "--size", "40x24",
+        [sys.executable, str(HERE.parents[1] / "bench" / "bench_gpu.py"), "--size", "40x24",
          "--batches", "2", "--rounds", "1", "--repeats", "1", "--no-decode"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -69,11 +69,17 @@ def test_backends_agree_through_the_cli(capsys, clip):
     [
         (["score", "/nonexistent/clip.mp4"], "no such file: /nonexistent/clip.mp4"),
         (["score", "CLIP", "--roi", "300,0,100,100"], "`roi` must lie inside the 320x240"),
-        (["score", "CLIP", "--roi", "1,2,3"], "--roi must be X,Y,W,H"),
+        (["score", "CLIP", "--roi", "1,2,3"], "argument --roi: must be X,Y,W,H"),
         (["score", "CLIP", "--every", "0"], "must be an integer >= 1"),
-        (["score", "CLIP", "--backend", "opencl"], "unknown backend 'opencl'"),
+        (
+            ["score", "CLIP", "--backend", "opencl"],
+            "one of auto, numba-cuda, numba-cpu, numpy, got 'opencl'",
+        ),
         (["score", "CLIP", "--max-fps", "-3"], "must be a number > 0"),
-        (["score", "CLIP", "--decoder-threads", "-1"], "`decoder_threads` must be"),
+        (
+            ["score", "CLIP", "--decoder-threads", "-1"],
+            "argument --decoder-threads: must be an integer >= 0",
+        ),
         (["score", "CLIP", "--ffmpeg-option", "stimeout=5"], "unknown FFmpeg option 'stimeout'"),
         (["score", "CLIP", "--ffmpeg-option", "novalue"], "must be NAME=VALUE"),
         (["score"], "required: source"),
@@ -126,7 +132,7 @@ def test_the_installed_command_scores_the_demo():
 def test_progress_is_drawn_on_a_terminal_only():
     import io
 
-    from focusmon._progress import Progress
+    from focusmon.cli._progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -165,3 +171,55 @@ def test_skipped_frames_are_reported_in_one_warning(capsys, tmp_path):
     assert code == 0 and len(out.splitlines()) > 10
     warnings = [line for line in err.splitlines() if "skipped" in line]
     assert len(warnings) == 1 and "corrupt frames skipped" in warnings[0], err
+
+
+# -- what a person meets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["score", "peak", "watch", "check-config", "autofocus"])
+def test_a_usage_error_shows_the_commands_own_usage(capsys, command):
+    positional = {"score": ["demo"], "peak": ["demo"], "check-config": ["s.toml"]}
+    code, out, err = run(capsys, command, *positional.get(command, []), "--no-such-flag")
+    assert code == 2 and out == ""
+    usage, error = err.splitlines()[0], err.splitlines()[-1]
+    assert usage.startswith(f"usage: focusmon {command} ")
+    assert error == "focusmon: error: unrecognized arguments: --no-such-flag"
+    code, _, err = run(capsys, "score")  # a missing argument: the command's usage too
+    assert code == 2 and err.startswith("usage: focusmon score ")
+
+
+@pytest.mark.parametrize(
+    "command", ["score", "peak", "watch", "check-config", "autofocus", "backends"]
+)
+def test_each_help_shows_an_example(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    example = out.split("example:\n", 1)[1].splitlines()[0].strip()
+    assert example.startswith(f"focusmon {command}"), out
+
+
+def focusmon_run(*argv, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "focusmon", *argv], capture_output=True, text=True,
+        timeout=120, env=env,
+    )  # fmt: skip
+
+
+def test_log_lines_carry_their_time_unless_the_journal_adds_it(clip):
+    import datetime
+    import os
+    import re
+
+    argv = ["score", str(clip), "--hwaccel", "cuda", "--frames", "1"]  # logs one warning
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    line = next(x for x in focusmon_run(*argv, env=env).stderr.splitlines() if "WARNING" in x)
+    stamp, rest = line.split(" ", 1)
+    assert rest.startswith("focusmon: WARNING: ") and "hardware decoding" in rest
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", stamp), stamp
+    when = datetime.datetime.fromisoformat(stamp)
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) < 120
+    journald = focusmon_run(*argv, env={**env, "JOURNAL_STREAM": "8:12345"}).stderr
+    line = next(x for x in journald.splitlines() if "WARNING" in x)
+    assert line.startswith("focusmon: WARNING: ")  # the journal stamps it itself

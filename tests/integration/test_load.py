@@ -9,15 +9,10 @@ asserted (a noisy 2-core machine). bench/bench_load.py prints the same table on 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import bench_load  # noqa: E402 (bench/: the load loop and its checks)
-import soak  # noqa: E402 (bench/: the rig of streams and watch)
+import scrape_load as bench_load  # the load loop and its checks
+import soak  # the rig of streams and watch
 
 REQUESTS, CLIENTS = 2000, 2
 #: The functional bound: during the load each stream analyses at least this share of the

@@ -1,0 +1,248 @@
+"""The ``focusmon`` command: argv in, exit code out.
+
+argv becomes a `~focusmon.config.WatchConfig` (`focusmon.config.from_args`) and, for
+``watch``, the sinks it asks for; the pipeline does the rest. Exit codes: 0 done, 1 a
+failure while running, 2 bad usage or an input that cannot be opened. Errors are one line,
+``focusmon: error: ...``; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .. import kernels
+from .._errors import ConfigError, FocusmonError, SourceError
+from ..autofocus import plot_curve, run_simulated_autofocus
+from ..config import ServiceSettings, WatchConfig, from_args, load, to_toml
+from ..kernels import Backend
+from ..measures import FocusRecord, resolve_backend
+from ..pipeline import Watcher, score_source
+from ..scheduler import PeakTracker, find_peak
+from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
+from ..sinks.metrics import load_tls
+from ..source import Source, open_source
+from ._output import report_losses, setup_logging
+from ._parser import UsageError, build_parser
+from ._progress import Progress
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class _StartError(FocusmonError):
+    """An input that cannot be opened: reported like bad usage (exit 2)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"focusmon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(debug=args.debug, service=args.command == "watch")
+    command = {
+        "score": _score, "peak": _peak, "watch": _watch, "check-config": _check_config,
+        "autofocus": _autofocus, "backends": _backends,
+    }[args.command]  # fmt: skip
+    try:
+        return command(args)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): not an error
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    except FocusmonError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"focusmon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, (ConfigError, _StartError)) else EXIT_FAILURE
+
+
+# -- score and peak -----------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace) -> tuple[WatchConfig, Backend, Source]:
+    """The configuration, the backend and the opened source of ``score`` and ``peak``."""
+    config = from_args(args)
+    spec, service = config.streams[0], config.service
+    backend = resolve_backend(service.backend, **service.backend_options)
+    try:
+        return config, backend, open_source(spec.source, spec.options)
+    except SourceError as exc:
+        backend.close()
+        raise _StartError(str(exc)) from None  # PyAV's error may name the URL's credentials
+    except BaseException:
+        backend.close()
+        raise
+
+
+def _scored(
+    source: Source, backend: Backend, config: WatchConfig, **kwargs: object
+) -> Iterator[FocusRecord]:
+    """`score_source`, with a frame the kernels refuse (smaller than 3x3: a 1x1 image) as
+    one error line rather than a traceback."""
+    try:
+        yield from score_source(source, backend, roi=config.streams[0].roi, **kwargs)
+    except FocusmonError:
+        raise
+    except ValueError as exc:
+        raise FocusmonError(f"{source.name}: cannot score its frames: {exc}") from exc
+
+
+def _score(args: argparse.Namespace) -> int:
+    config, backend, source = _open(args)
+    every = config.streams[0].options.every
+    total = -(-source.total // every) if source.total else None
+    progress = Progress(sys.stderr, "score", args.frames or total)
+    out = sys.stdout
+    try:
+        with source, backend:
+            for record in _scored(source, backend, config, max_frames=args.frames):
+                out.write(json.dumps(record.as_dict()) + "\n")
+                progress.advance()
+    finally:
+        progress.close()
+        report_losses(source)
+    out.flush()
+    return EXIT_OK
+
+
+def _peak(args: argparse.Namespace) -> int:
+    config, backend, source = _open(args)
+    measure = args.peak_measure
+    tracker = PeakTracker(measure=measure) if source.live else None
+    records = []
+    progress = Progress(sys.stderr, "peak", source.total)
+    try:
+        with source, backend:
+            for record in _scored(source, backend, config):
+                records.append(record)
+                progress.advance()
+                if tracker is not None and tracker.push(record.scores) is not None:
+                    break  # a live sweep: the curve has passed its peak
+    finally:
+        progress.close()
+        report_losses(source)
+    if not records:
+        raise FocusmonError(f"{source.name}: no frame to find a peak in")
+    peak = find_peak([r.scores for r in records], measure=measure)
+    indices = [r.index for r in records]
+    result = {
+        "best_index": indices[peak.best_index],
+        # From a position among the analysed frames to decode-order indices (with --every).
+        "peak_position": float(np.interp(peak.position, range(len(indices)), indices)),
+        "measure": peak.measure,
+        "scores": peak.values,
+    }
+    print(json.dumps(result))
+    return EXIT_OK
+
+
+# -- watch --------------------------------------------------------------------------------------
+
+
+def make_sinks(service: ServiceSettings) -> list[Sink]:
+    """The sinks ``service`` asks for, in the order they are told of a change: the log
+    line, the events file, the frame saver, the metrics endpoint. Each is ready (a file
+    open, a port bound), or none is: ConfigError says why."""
+    sinks: list[Sink] = [StateLog()]
+    try:
+        if service.events:
+            sinks.append(EventWriter(service.events))
+        if service.save_best:
+            sinks.append(FrameSaver(service.save_best, keep=service.best_keep))
+        address = service.metrics_address
+        if address is not None:
+            sinks.append(
+                MetricsEndpoint(*address, certfile=service.tls_cert, keyfile=service.tls_key)
+            )
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def _watch(args: argparse.Namespace) -> int:
+    config = from_args(args)
+    sinks = make_sinks(config.service)
+    try:
+        watcher = Watcher(config, sinks)
+    except BaseException as exc:
+        for sink in sinks:
+            sink.close()
+        if isinstance(exc, SourceError):
+            raise _StartError(str(exc)) from None
+        raise
+    log = logging.getLogger("focusmon")
+    for sink in sinks:
+        if isinstance(sink, MetricsEndpoint):
+            log.info("metrics on %s/metrics", sink.url)
+    stop = lambda *_: watcher.stop()  # noqa: E731
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        watcher.start()
+        while not watcher.wait(0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        watcher.close()
+    failed = [s for s in watcher.streams if s.error]
+    return EXIT_FAILURE if failed and len(failed) == len(watcher.streams) else EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load(args.file)
+    service = config.service
+    if service.tls_cert is not None and service.tls_key is not None:
+        load_tls(service.tls_cert, service.tls_key)  # read only: nothing is served
+    count = len(config.streams)
+    print(f"# {args.file}: valid, {count} stream{'s' * (count != 1)}; credentials shown as ***")
+    print(to_toml(config), end="")
+    return EXIT_OK
+
+
+# -- the rest -----------------------------------------------------------------------------------
+
+
+def _autofocus(args: argparse.Namespace) -> int:
+    if not args.simulate:
+        raise ConfigError(
+            "on hardware, call focusmon.autofocus.autofocus(stage, camera, ...) from Python; "
+            "this command needs --simulate"
+        )
+    if not args.z_min < args.z_max:
+        raise ConfigError(f"--z-min must be below --z-max, got {args.z_min} and {args.z_max}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401 (checked before the search, not after)
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install 'focusmon[plot]'") from None
+    result, truth = run_simulated_autofocus(
+        strategy=args.strategy, z_min=args.z_min, z_max=args.z_max, focus_um=args.focus,
+        photons=args.photons, flicker=args.flicker, backlash_um=args.backlash,
+        seed=args.seed, backend=args.backend,
+    )  # fmt: skip
+    print(json.dumps({**result.as_dict(), **truth}))
+    if args.plot:
+        plot_curve(result, truth, args.plot)
+    return EXIT_OK if result.ok else EXIT_FAILURE
+
+
+def _backends(args: argparse.Namespace) -> int:
+    for name, why in kernels.available().items():
+        print(f"{name:<11} {'available' if why is None else 'unavailable: ' + why}")
+    return EXIT_OK

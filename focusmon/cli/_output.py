@@ -1,0 +1,54 @@
+"""What the command shows a person: log lines with their time, and the losses of a run."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import sys
+
+from ..source import Source
+
+
+class _Formatter(logging.Formatter):
+    """``2026-11-29T22:47:31.123+00:00 focusmon: WARNING: ...``: ISO 8601 with the offset,
+    so lines from machines in different zones (or before and after a clock change) read
+    alike."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        moment = datetime.datetime.fromtimestamp(record.created).astimezone()
+        return moment.isoformat(timespec="milliseconds")
+
+
+def setup_logging(*, debug: bool, service: bool) -> None:
+    """Log to stderr: every line with its time, unless the journal adds it (systemd sets
+    ``JOURNAL_STREAM`` when stderr goes to the journal). A service (``watch``) logs its
+    state changes (INFO); other commands only what went wrong, unless ``debug``."""
+    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    handler = logging.StreamHandler(sys.stderr)
+    stamp = "" if journald else "%(asctime)s "
+    handler.setFormatter(_Formatter(stamp + "focusmon: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:  # a caller (a test, an embedding program) may have its own
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("focusmon").setLevel(
+        logging.DEBUG if debug else logging.INFO if service else logging.NOTSET
+    )
+
+
+def report_losses(source: Source) -> None:
+    """One warning line when frames were skipped, so nothing is lost without a word."""
+    stats = source.stats
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (stats.corrupt, "corrupt frames skipped"),
+            (stats.undecodable, "undecodable packets skipped"),
+            (stats.dropped, "live frames dropped to keep up"),
+            (stats.reconnects, "reconnects"),
+        )
+        if n
+    ]
+    if parts:
+        print(f"focusmon: warning: {source.name}: {', '.join(parts)}", file=sys.stderr)

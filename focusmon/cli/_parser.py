@@ -1,0 +1,162 @@
+"""The command line's grammar: the commands, their flags (from `focusmon.config.OPTIONS`)
+and an example in each ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from .. import __version__, kernels
+from ..autofocus import STRATEGIES
+from ..config import Integer, Number, add_flags, flag_type
+from ..scheduler import SHARPNESS
+
+
+class UsageError(Exception):
+    """Raised by a parser instead of exiting, so `main` owns every exit; ``parser`` is the
+    (sub)command whose usage to show."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, self)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but words no command knows are blamed on the command given, whose
+        usage is then shown (argparse would show the top level's)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = getattr(self, "commands", {})
+            raise UsageError(
+                f"unrecognized arguments: {' '.join(extras)}",
+                commands.get(getattr(parsed, "command", None), self),
+            )
+        return parsed
+
+
+def _examples(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+    *examples: str,
+) -> argparse.ArgumentParser:  # fmt: skip
+    parser = commands.add_parser(
+        name, help=summary, description=textwrap.fill(description, 88),
+        epilog=_examples(*examples), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    return parser
+
+
+SOURCE_HELP = (
+    "a video file, an image, a TIFF stack, a folder of images, an rtsp/udp/http URL, "
+    "/dev/videoN, or 'demo'"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``focusmon`` command's parser."""
+    parser = _Parser(
+        prog="focusmon", description="Streaming video focus monitor.",
+        epilog=_examples(
+            "focusmon score clip.mp4 --every 5", "focusmon peak zstack.tif",
+            "focusmon watch demo", "focusmon watch --config /etc/focusmon/streams.toml",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"focusmon {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = commands.choices  # type: ignore[attr-defined] (name -> subparser)
+
+    score = _command(
+        commands, "score", "score every frame of a source, one JSON object per line",
+        "Write one JSON object per analysed frame to stdout, in decode order: its index, "
+        "pts (seconds) and the six measures.",
+        "focusmon score clip.mp4 --every 5 --roi 100,50,640,360 > scores.jsonl",
+    )  # fmt: skip
+    score.add_argument("source", help=SOURCE_HELP)
+    score.add_argument(
+        "--frames", type=flag_type(Integer(1)), metavar="N", help="stop after N analysed frames"
+    )
+    add_flags(score, "score")
+
+    peak = _command(
+        commands, "peak", "find the in-focus frame of a focus sweep (a z-stack, a lens sweep)",
+        "Print one JSON object: best_index (decode-order index of the in-focus frame), "
+        "peak_position (interpolated), measure and the normalised score of each analysed "
+        "frame. On a live source it stops as soon as the curve has passed the peak.",
+        "focusmon peak zstack.tif", "focusmon peak sweep.mp4 --measure tenengrad_nc",
+    )  # fmt: skip
+    peak.add_argument("source", help=SOURCE_HELP)
+    peak.add_argument(
+        "--measure", dest="peak_measure", default="auto", choices=("auto", *SHARPNESS),
+        help="the score to fit (default auto: noise-compensated Tenengrad, or variance for "
+        "a dim sweep where its peak stands out better)",
+    )  # fmt: skip
+    add_flags(peak, "peak")
+
+    watch = _command(
+        commands, "watch",
+        "watch streams and report state changes (ok, blurred, obstructed, dark, no_signal)",
+        "Watch one or more sources until they end (files) or until stopped (live sources; "
+        "SIGINT or SIGTERM). Each state change is logged and given to the sinks: --events, "
+        "--save-best, and the metrics endpoint.",
+        "focusmon watch rtsp://user:pass@cam1/stream cam2.mp4 --name door --name yard "
+        "--events events.jsonl",
+        "focusmon watch --config /etc/focusmon/streams.toml",
+    )  # fmt: skip
+    watch.add_argument(
+        "sources", nargs="*", metavar="SOURCE",
+        help="sources as for score; 'demo' is a live synthetic camera here",
+    )  # fmt: skip
+    watch.add_argument(
+        "--config", metavar="FILE",
+        help="streams and settings from a TOML file (its service settings are overridden "
+        "by the flags given)",
+    )  # fmt: skip
+    add_flags(watch, "watch")
+
+    check = _command(
+        commands, "check-config", "check a watch config file and print it, passwords hidden",
+        "Check every key of a TOML file for `watch --config` without starting anything, "
+        "then print the settings each stream really gets (defaults merged) as TOML, with "
+        "every credential shown as ***. Exit 0 if the file is good, 2 if not.",
+        "focusmon check-config /etc/focusmon/streams.toml",
+    )  # fmt: skip
+    check.add_argument("file", metavar="FILE", help="the TOML file")
+
+    focus = _command(
+        commands, "autofocus", "run an autofocus search on the simulated microscope",
+        "Autofocus on real hardware is the Python API (focusmon.autofocus: a Stage and a "
+        "Camera); this command runs it on a simulated microscope (a real micrograph, "
+        "defocus, photon noise, a flickering lamp, backlash) and prints one JSON object.",
+        "focusmon autofocus --simulate --strategy golden --plot curve.png",
+    )  # fmt: skip
+    focus.add_argument("--simulate", action="store_true", help="use the simulated microscope")
+    focus.add_argument("--strategy", choices=STRATEGIES, default="sweep-fit")
+    focus.add_argument("--z-min", type=float, default=-50.0, metavar="UM")
+    focus.add_argument("--z-max", type=float, default=50.0, metavar="UM")
+    focus.add_argument("--focus", type=float, metavar="UM",
+                       help="the true focal plane (default: random in the range)")  # fmt: skip
+    focus.add_argument("--photons", type=flag_type(Number(above=True)), default=2000.0,
+                       help="photo-electrons at white (light level; default 2000)")  # fmt: skip
+    focus.add_argument("--flicker", type=float, default=0.1, help="lamp flicker (default 0.1)")
+    focus.add_argument("--backlash", type=float, default=2.0, metavar="UM",
+                       help="play in the focus drive (default 2)")  # fmt: skip
+    focus.add_argument("--seed", type=int, default=None)
+    focus.add_argument("--plot", metavar="PNG", help="plot the sampled curve (needs matplotlib)")
+    focus.add_argument(
+        "--backend", default="auto", choices=("auto", *kernels.names()), help="kernel backend"
+    )
+
+    _command(
+        commands, "backends", "list the compute backends and whether they can run",
+        "One line per backend: available, or why it cannot run here.", "focusmon backends",
+    )  # fmt: skip
+    return parser

@@ -1,0 +1,350 @@
+"""Watching many streams: the one place where config, sources, kernels, scheduler and sinks
+are wired together."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .. import __version__, kernels
+from .._errors import ConfigError
+from ..config import StreamSpec, WatchConfig
+from ..measures import FocusRecord, resolve_backend
+from ..scheduler import (
+    AlertState,
+    AlertTracker,
+    BestFrame,
+    BestFramePicker,
+    StateChange,
+    no_signal,
+    signal_valid,
+)
+from ..sinks import Sink, StreamSnapshot
+from ..sinks.metrics import KernelTimes
+from ..source import LumaFrame, Source, SourceState, open_source
+from ._batch import BatchScorer, check_batching
+from ._frames import JOIN_TIMEOUT_S, analyse, iter_frames
+
+log = logging.getLogger("focusmon.pipeline")
+
+#: A live stream's scorer looks at its source's state after this long without a frame.
+IDLE_S = 0.5
+
+
+@dataclass
+class StreamStatus:
+    """What is known of one watched stream now.
+
+    Written by the stream's scoring thread; read by others (the sinks) through
+    `Watcher.snapshot`, which takes ``lock`` so that a reader never sees a frame's record
+    without its state, or a histogram count without its sum.
+    """
+
+    spec: StreamSpec
+    source: Source
+    tracker: AlertTracker
+    last: FocusRecord | None = None
+    last_at: float | None = None  # clock time the last record was scored
+    error: str | None = None
+    done: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    kernel_times: KernelTimes = field(default_factory=KernelTimes)
+
+    def keep(self, record: FocusRecord, at: float) -> None:
+        """Keep ``record`` (scored at clock time ``at``); the caller holds ``lock``."""
+        self.last, self.last_at = record, at
+        self.kernel_times.observe(record.kernel_ms / 1e3)
+
+
+_Score = Callable[[LumaFrame, Sequence[int] | None, Source], FocusRecord]
+
+
+class Watcher:
+    """Watches a configuration's streams, each on its own threads, until they end or
+    `stop` is called, and hands what happens to its sinks.
+
+    Sources are opened by the constructor, so a missing file or a bad option fails before
+    anything starts (live sources keep retrying instead); then each sink is started
+    (`Sink.start`) with this watcher as its `~focusmon.sinks.WatchView`. `start` runs each
+    stream on a decode thread and a scoring thread; a stream that fails is logged and
+    marked, and the others go on. A sink that raises is logged, and kept.
+
+    Parameters
+    ----------
+    config : WatchConfig
+        The streams, and the service settings the wiring reads: ``backend`` (each stream
+        thread makes its own instance) and its ``threads``; ``batch`` and
+        ``batch_wait_ms`` (score the streams' frames together, see `BatchScorer`;
+        default: on a batching backend, a GPU, with more than one stream, one frame per
+        stream); the best-frame window (``best_every``, ``best_seconds``, ``best_floor``),
+        picked only if a sink `~focusmon.sinks.Sink.wants_best`.
+    sinks : sequence of Sink
+        Where state changes and best frames go; closed by `close`.
+    clock, wall_clock : callable
+        Monotonic seconds and Unix time (live streams' events carry Unix time).
+    """
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        sinks: Sequence[Sink] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        service = config.service
+        self.config = config
+        try:  # `auto` decided (and logged) once, not per stream; the options it takes
+            self._backend, self._backend_options = kernels.resolve(
+                service.backend, **service.backend_options
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        with resolve_backend(self._backend, **self._backend_options) as chosen:
+            batches = chosen.batches  # and a backend that cannot start fails now
+        specs = config.streams
+        batch = service.batch
+        if batch is None:
+            batch = len(specs) if batches and len(specs) > 1 else 0
+        check_batching(batch, service.batch_wait_ms / 1e3, 0)
+        self._batch, self._batch_wait_s = batch, service.batch_wait_ms / 1e3
+        self._sinks = list(sinks)
+        self._picks_best = any(sink.wants_best for sink in self._sinks)
+        self.batcher: BatchScorer | None = None
+        self._clock = clock
+        self._epoch = wall_clock() - clock()  # live events carry Unix time
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.streams: list[StreamStatus] = []
+        try:
+            for spec in specs:
+                spec = self._host_frames_unless_gpu(spec, batches)
+                options = dataclasses.replace(spec.options, retry_first_connect=True)
+                source = open_source(spec.source, options, live_demo=True, stream=spec.name)
+                tracker = AlertTracker(spec.name, spec.alerts, live=source.live)
+                self.streams.append(StreamStatus(spec, source, tracker))
+            for sink in self._sinks:
+                sink.start(self)
+        except BaseException:
+            for status in self.streams:
+                status.source.close()
+            raise
+
+    def _host_frames_unless_gpu(self, spec: StreamSpec, gpu: bool) -> StreamSpec:
+        """``spec``, asking for frames in host memory unless a GPU backend scores them and
+        no frame is saved (a frame left on the GPU is of no use to anything else)."""
+        if not spec.options.hw_frames or (gpu and not self._picks_best):
+            return spec
+        why = "frames are saved" if gpu else "the backend scores on the CPU"
+        log.info("%s: decoded frames are copied to host memory: %s", spec.name, why)
+        options = dataclasses.replace(spec.options, hw_frames=False)
+        return dataclasses.replace(spec, options=options)
+
+    @property
+    def backend(self) -> str:
+        """The backend the streams use (``auto`` resolved)."""
+        return self._backend
+
+    @property
+    def info(self) -> Mapping[str, str]:
+        """``version`` and ``backend``, for the sinks."""
+        return {"version": __version__, "backend": self._backend}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._batch:
+            self.batcher = BatchScorer(
+                self._backend, self._backend_options,
+                max_frames=self._batch, max_wait_s=self._batch_wait_s,
+            )  # fmt: skip
+            log.info(
+                "scoring the streams' frames in batches of up to %d on %s",
+                self._batch, self._backend,
+            )  # fmt: skip
+        for status in self.streams:
+            thread = threading.Thread(
+                target=self._run, args=(status,), name=f"score {status.spec.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Ask every stream to stop (safe from a signal handler)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the streams to end; True if they all have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            thread.join(remaining)
+        ended = not any(t.is_alive() for t in self._threads)
+        if ended and self.batcher is not None:
+            self.batcher.close()
+        return ended
+
+    def close(self) -> None:
+        """Stop the streams, wait for them (a while), release their sources and close the
+        sinks. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        if not self.wait(JOIN_TIMEOUT_S):
+            log.warning("a stream is still waiting on a read; leaving it")
+        if self.batcher is not None:
+            self.batcher.close()
+        if not self._threads:
+            for status in self.streams:
+                status.source.close()
+        for sink in self._sinks:
+            self._tell(sink, sink.close)
+
+    # -- one stream -----------------------------------------------------------------------
+
+    def _run(self, status: StreamStatus) -> None:
+        spec, source, tracker = status.spec, status.source, status.tracker
+        picker = None
+        if self._picks_best:
+            frames, seconds = self.config.service.best_window
+            picker = BestFramePicker(
+                spec.name, window_frames=frames, window_s=seconds,
+                floor=self.config.service.best_floor,
+            )  # fmt: skip
+        started = self._clock()
+        try:
+            with self._scorer() as score:
+                for frame in iter_frames(source, idle_s=IDLE_S if source.live else None):
+                    if self._stop.is_set():
+                        break
+                    if frame is None:  # nothing for a while: is the camera gone?
+                        if self._lost(source, started):
+                            with status.lock:
+                                change = tracker.no_signal(self._clock() + self._epoch)
+                            self._changed(change)
+                        continue
+                    record = score(frame, spec.roi, source)
+                    when = self._time_of(frame, source)
+                    with status.lock:  # the record and the state it led to, together
+                        change = tracker.update(record.scores, when)
+                        status.keep(record, self._clock())
+                    self._changed(change)
+                    if picker is not None:
+                        self._best(picker.push(
+                            frame.index, when, record.scores, frame.luma, frame.scale,
+                            frame.offset,
+                        ))  # fmt: skip
+            if picker is not None:
+                self._best(picker.flush())
+        except Exception as exc:  # one stream's failure must not stop the others
+            status.error = str(exc)
+            log.error("%s: stopped: %s", spec.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        finally:
+            source.close()
+            status.done = True
+
+    @contextlib.contextmanager
+    def _scorer(self) -> Iterator[_Score]:
+        """How a stream's thread scores a frame: through the batcher, or with a backend of
+        its own."""
+        if self.batcher is not None:
+            yield self.batcher.score
+            return
+        with resolve_backend(self._backend, **self._backend_options) as backend:
+            yield lambda frame, roi, source: analyse(backend, frame, roi, source)
+
+    def _lost(self, source: Source, started: float) -> bool:
+        state = source.state
+        return no_signal(
+            connected=state is not SourceState.CONNECTING,
+            delivering=state in (SourceState.UP, SourceState.ENDED),
+            waiting_s=self._clock() - started,
+            open_timeout_s=source.options.open_timeout,
+        )
+
+    def _time_of(self, frame: LumaFrame, source: Source) -> float:
+        if source.live and frame.arrival is not None:
+            return frame.arrival + self._epoch
+        return frame.pts if frame.pts is not None else float(frame.index)
+
+    # -- the sinks ------------------------------------------------------------------------
+
+    def _changed(self, change: StateChange | None) -> None:
+        if change is not None:
+            for sink in self._sinks:
+                self._tell(sink, sink.on_change, change)
+
+    def _best(self, best: BestFrame | None) -> None:
+        if best is not None:
+            for sink in self._sinks:
+                if sink.wants_best:
+                    self._tell(sink, sink.on_best, best)
+
+    @staticmethod
+    def _tell(sink: Sink, method: Callable, *args: object) -> None:
+        """Call one of ``sink``'s methods; its failure is logged, never a stream's."""
+        try:
+            method(*args)
+        except Exception as exc:
+            log.error(
+                "%s: %s failed: %s", type(sink).__name__, method.__name__, exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+
+    # -- what the sinks read --------------------------------------------------------------
+
+    def snapshot(self) -> list[StreamSnapshot]:
+        """Every stream as one consistent, finite view."""
+        now = self._clock()
+        return [self._snapshot_of(status, now) for status in self.streams]
+
+    def _snapshot_of(self, status: StreamStatus, now: float) -> StreamSnapshot:
+        stats, tracker, times = status.source.stats, status.tracker, status.kernel_times
+        with status.lock:
+            last, last_at = status.last, status.last_at
+            state, score, baseline = tracker.state, tracker.score, tracker.baseline
+            buckets, count, total = list(times.buckets), times.count, times.sum_s
+        up = status.source.state is SourceState.UP and not status.done
+        frame_at = stats.last_frame_at
+        return StreamSnapshot(
+            name=status.spec.name, state=state, up=up,
+            frames_decoded=stats.decoded, frames_analysed=stats.analysed,
+            frames_dropped=stats.dropped, frames_corrupt=stats.corrupt,
+            packets_undecodable=stats.undecodable, reconnects=stats.reconnects,
+            last_frame_age_s=None if frame_at is None else max(now - frame_at, 0.0),
+            scores=None if last is None else last.scores.as_dict(),
+            score=None if last is None else score,
+            baseline=baseline or None,
+            signal_valid=signal_valid(
+                state, None if last_at is None else now - last_at,
+                status.spec.options.stall_after,
+            ),
+            processing_buckets=buckets, processing_count=count, processing_sum_s=total,
+        )  # fmt: skip
+
+    def healthy(self) -> bool:
+        """At least one stream still running, or all of them ended without an error."""
+        return any(not s.done for s in self.streams) or not any(s.error for s in self.streams)
+
+    def health_report(self) -> list[str]:
+        """One line per stream: running (and its state), ended, or stopped and why — so a
+        stream that failed among running ones is seen, not only counted."""
+        lines = []
+        for status in self.streams:
+            with status.lock:
+                state: AlertState = status.tracker.state
+            if status.error is not None:
+                how = f"stopped: {status.error}"
+            elif status.done:
+                how = "ended"
+            else:
+                how = f"running, {status.source.state.value}, {state}"
+            lines.append(f"{status.spec.name}: {how}")
+        return lines

@@ -1,0 +1,240 @@
+"""/metrics under load: scrape latency while ``focusmon watch`` keeps up with its streams.
+
+Starts the real command on live streams on 127.0.0.1 (`soak.watch_rig`: RTSP cameras, a UDP
+MPEG-TS sender and the demo camera, events and best-frame saving on), measures each stream's
+analysed frame rate for a few seconds, then scrapes ``/metrics`` in a tight loop — a new
+connection per request (``Connection: close``, plain `http.client`), from one or more client
+threads — for a fixed number of requests (2,000), bounded in time too. Every reply is kept
+and checked afterwards, so that checking costs the server no CPU meanwhile: status 200, a
+valid exposition (prometheus_client's parser), no NaN score, every stream present, each
+stream's frames still rising (in every 2 s of the load), never down or no_signal. It prints
+the latency percentiles and each stream's frame rate before and during the load.
+
+``bench/bench_load.py`` prints the table; tests/integration/test_load.py runs `run_load`
+and `check_load` on a smaller rig and asserts on them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from soak import Rig, parse_streams
+
+#: Seconds between the points at which each stream's frame count must have risen.
+RISING_STEP_S = 2.0
+
+
+@dataclass
+class Reply:
+    at_s: float  # when the request was sent, seconds since the load began
+    latency_ms: float
+    status: int  # 0: no HTTP answer (see error)
+    body: bytes = b""
+    error: str = ""
+
+
+def fetch(host: str, port: int, path: str, timeout_s: float) -> tuple[int, bytes]:
+    """One GET on a fresh connection, closed after it (no keep-alive)."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        connection.request("GET", path, headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def scrape_load(
+    url: str, *, requests: int, clients: int, time_limit_s: float, timeout_s: float = 10.0
+) -> tuple[list[Reply], float]:
+    """``requests`` GETs of ``url``/metrics from ``clients`` threads, as fast as answered,
+    stopping early at ``time_limit_s``. The replies (in completion order) and the seconds
+    taken."""
+    host, port = host_port(url)
+    replies: list[Reply] = []
+    lock = threading.Lock()
+    issued = 0
+    start = time.perf_counter()
+    deadline = start + time_limit_s
+
+    def client() -> None:
+        nonlocal issued
+        while True:
+            with lock:
+                if issued >= requests or time.perf_counter() > deadline:
+                    return
+                issued += 1
+            sent = time.perf_counter()
+            try:
+                status, body = fetch(host, port, "/metrics", timeout_s)
+                reply = Reply(sent - start, (time.perf_counter() - sent) * 1e3, status, body)
+            except (OSError, http.client.HTTPException) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                reply = Reply(sent - start, (time.perf_counter() - sent) * 1e3, 0, error=error)
+            with lock:
+                replies.append(reply)
+
+    threads = [
+        threading.Thread(target=client, name=f"client {k}", daemon=True) for k in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(time_limit_s + 2 * timeout_s)
+    return replies, time.perf_counter() - start
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p95, p99 (nearest rank) and max of ``values``."""
+    ranked = sorted(values)
+    if not ranked:
+        return {k: float("nan") for k in ("p50", "p95", "p99", "max")}
+
+    def rank(p: float) -> float:
+        return ranked[max(0, math.ceil(p / 100 * len(ranked)) - 1)]
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ranked[-1]}
+
+
+def measure_fps(rig: Rig, seconds: float) -> dict[str, float]:
+    """Each stream's analysed frames per second over ``seconds`` (two scrapes)."""
+    first, t0 = rig.scrape(), time.monotonic()
+    time.sleep(seconds)
+    last, t1 = rig.scrape(), time.monotonic()
+    return {
+        s.name: (last[s.name]["analysed"] - first[s.name]["analysed"]) / (t1 - t0)
+        for s in rig.streams
+    }
+
+
+@dataclass
+class LoadResult:
+    """What a load run found. ``problems`` is empty when every check passed."""
+
+    clients: int
+    requested: int
+    replies: list[Reply]
+    elapsed_s: float
+    fps_before: dict[str, float]
+    fps_during: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def cut_short(self) -> bool:
+        """True if the time limit stopped the load before all ``requested`` were sent."""
+        return len(self.replies) < self.requested
+
+    @property
+    def latency(self) -> dict[str, float]:
+        return percentiles([r.latency_ms for r in self.replies if r.status == 200])
+
+    @property
+    def rate(self) -> float:
+        return len(self.replies) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def worst_share(self) -> float:
+        """The lowest ratio of a stream's frame rate during the load to that before it."""
+        return min(
+            (self.fps_during.get(n, 0.0) / before if before > 0 else 0.0)
+            for n, before in self.fps_before.items()
+        )
+
+
+def run_load(
+    rig: Rig,
+    *,
+    requests: int = 2000,
+    clients: int = 2,
+    time_limit_s: float = 120.0,
+    before_s: float = 5.0,
+) -> LoadResult:
+    """Measure the streams' frame rates, then load ``/metrics``; `check_load` judges the
+    replies (it may run after the rig is stopped, so that parsing competes with nothing)."""
+    fps_before = measure_fps(rig, before_s)
+    replies, elapsed = scrape_load(
+        rig.metrics_url, requests=requests, clients=clients, time_limit_s=time_limit_s
+    )
+    return LoadResult(clients, requests, replies, elapsed, fps_before)
+
+
+def check_load(result: LoadResult) -> LoadResult:
+    """Check every reply of ``result``, filling in ``problems`` and ``fps_during``."""
+    names = list(result.fps_before)
+    replies = result.replies
+    timeline: list[tuple[float, dict[str, dict[str, object]]]] = []
+    for k, reply in enumerate(replies):
+        if reply.status != 200:
+            result.problems.append(f"reply {k}: {reply.status or reply.error}")
+            continue
+        try:
+            streams = parse_streams(reply.body.decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            result.problems.append(f"reply {k}: not a valid exposition: {exc}")
+            continue
+        for name in names:
+            stream = streams.get(name)
+            if stream is None or "analysed" not in stream:
+                result.problems.append(f"reply {k}: no stream {name}")
+            elif stream["nan"]:
+                result.problems.append(f"reply {k}: {name}: NaN in {stream['nan']}")
+            elif not stream.get("up") or stream.get("state") == "no_signal":
+                result.problems.append(f"reply {k}: {name} down ({stream.get('state')})")
+        timeline.append((reply.at_s, streams))
+    if len(timeline) < 2:
+        result.problems.append("fewer than two valid replies")
+        return result
+    timeline.sort(key=lambda item: item[0])
+    span = timeline[-1][0] - timeline[0][0]
+    for name in names:
+        counts = [(t, s[name]["analysed"]) for t, s in timeline if "analysed" in s.get(name, {})]
+        if len(counts) < 2 or span <= 0:
+            continue
+        result.fps_during[name] = (counts[-1][1] - counts[0][1]) / span
+        # The count at every RISING_STEP_S of the load (the last reply before each mark).
+        marks, values = [counts[0][0]], [counts[0][1]]
+        for t, value in counts:
+            if t >= marks[-1] + RISING_STEP_S:
+                marks.append(t)
+                values.append(value)
+        if counts[-1][0] > marks[-1]:
+            marks.append(counts[-1][0])
+            values.append(counts[-1][1])
+        stalls = sum(1 for a, b in zip(values, values[1:], strict=False) if b <= a)
+        if stalls:
+            result.problems.append(
+                f"{name}: frames did not rise in {stalls} of {len(values) - 1} steps of "
+                f"~{RISING_STEP_S:g} s during the load"
+            )
+    return result
+
+
+def print_table(results: list[LoadResult], header: str) -> None:
+    print(header)
+    print("\n| clients | requests | failed | req/s | p50 ms | p95 ms | p99 ms | max ms | "
+          "worst stream fps during/before |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        lat = r.latency
+        failed = sum(1 for x in r.replies if x.status != 200)
+        print(f"| {r.clients} | {len(r.replies)} | {failed} | {r.rate:.0f} | {lat['p50']:.1f} | "
+              f"{lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
+              f"{r.worst_share():.0%} |")  # fmt: skip
+    print()
+    for r in results:
+        rates = ", ".join(
+            f"{n} {r.fps_before[n]:.1f} -> {r.fps_during.get(n, 0.0):.1f}" for n in r.fps_before
+        )
+        verdict = "all checks passed" if not r.problems else "; ".join(r.problems[:5])
+        if r.cut_short:
+            verdict += f" (the time limit stopped it after {len(r.replies)} requests)"
+        print(f"{r.clients} client(s): fps before -> during: {rates}; {verdict}")
