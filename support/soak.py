@@ -37,6 +37,7 @@ import math
 import os
 import select
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -152,10 +153,12 @@ class Rig:
     best_dir: Path
     children: list[Child] = field(default_factory=list)
     saved_deleted: int = 0
+    tls: ssl.SSLContext | None = None  # a client context trusting the endpoint's certificate
 
     def scrape(self, timeout_s: float = 10.0) -> dict[str, dict[str, object]]:
         """Each stream's counters, state and liveness from one ``/metrics`` scrape."""
-        with urllib.request.urlopen(f"{self.metrics_url}/metrics", timeout=timeout_s) as r:
+        url = f"{self.metrics_url}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout_s, context=self.tls) as r:
             return parse_streams(r.read().decode())
 
     def saved_frames(self) -> int:
@@ -235,13 +238,17 @@ def watch_rig(
     demo: bool = True,
     backend: str = "auto",
     best_seconds: float = 2.0,
+    tls: str | None = None,
 ) -> Iterator[Rig]:
     """``focusmon watch`` on ``rtsp`` cameras, ``udp`` senders and the demo camera, with
-    events and best-frame saving into ``folder``; every process is gone when it ends.
+    events and best-frame saving into ``folder``; every process is gone when it ends. With
+    ``tls`` (``ec`` or ``rsa``) its endpoint serves HTTPS with a certificate of that kind
+    made for it (`self_signed`).
 
     Yields once every stream has analysed a frame. Raises RuntimeError if that does not
     happen within `START_TIMEOUT_S` (with the tail of watch's log).
     """
+    folder.mkdir(parents=True, exist_ok=True)
     streams: list[StreamInfo] = []
     children: list[Child] = []
     watch: Child | None = None
@@ -268,6 +275,11 @@ def watch_rig(
         args += ["--metrics-addr", f"127.0.0.1:{metrics_port}", "--events", str(events),
                  "--save-best", str(best_dir), "--best-seconds", str(best_seconds),
                  "--timeout", "5", "--backend", backend]  # fmt: skip
+        client_tls = None
+        if tls:
+            cert, key = self_signed(folder, tls)
+            args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            client_tls = ssl.create_default_context(cafile=str(cert))
         watch = Child(args, folder / "watch.log")  # opens UDP (binds) before the senders
         if udp_ports:
             clip = h264_clip(folder / "clip.ts", 20.0, size="640x360", gop=50)
@@ -278,7 +290,9 @@ def watch_rig(
                  f"udp://127.0.0.1:{port}?pkt_size=1316"],
                 folder / f"udp{k}.log",
             ))  # fmt: skip
-        rig = Rig(watch, f"http://127.0.0.1:{metrics_port}", streams, events, best_dir, children)
+        scheme = "https" if tls else "http"
+        rig = Rig(watch, f"{scheme}://127.0.0.1:{metrics_port}", streams, events, best_dir,
+                  children, tls=client_tls)  # fmt: skip
         _wait_for_frames(rig)
         yield rig
     finally:
@@ -288,6 +302,20 @@ def watch_rig(
         finally:
             for child in children:
                 child.stop()
+
+
+def self_signed(folder: Path, key_type: str = "ec") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with openssl, valid for a day:
+    ``ec`` (P-256, what a service should use: a handshake costs a tenth of RSA's) or
+    ``rsa`` (2048 bits)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    new_key = "ec" if key_type == "ec" else "rsa:2048"
+    extra = ["-pkeyopt", "ec_paramgen_curve:prime256v1"] if key_type == "ec" else []
+    subprocess.run(["openssl", "req", "-x509", "-newkey", new_key, *extra, "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)  # fmt: skip
+    return cert, key
 
 
 def _wait_for_frames(rig: Rig) -> None:

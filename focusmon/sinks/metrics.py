@@ -12,36 +12,28 @@ the scores are current.
 from __future__ import annotations
 
 import bisect
+import gzip
 import ssl
-import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import (
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    make_wsgi_app,
-)
+from prometheus_client import PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     InfoMetricFamily,
 )
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
 from .._errors import ConfigError
 from ..kernels import MEASURE_TABLE
 from ..scheduler import STATES
+from ._http import HttpServer, Limits, Reply, Request
 from ._sink import BaseSink, StreamSnapshot, WatchView
 
 #: Upper bounds (seconds) of the processing-time histogram's buckets.
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
-#: Seconds a client of the endpoint may take over the TLS handshake and over each read.
-CLIENT_TIMEOUT_S = 10.0
 
 
 class KernelTimes:
@@ -151,42 +143,6 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
-        pass
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    """One thread per scrape, as prometheus_client's own server does.
-
-    With ``tls``, each connection's TLS handshake runs on its own thread, bounded by
-    `CLIENT_TIMEOUT_S`: done in ``accept`` (a wrapped listening socket), one client that
-    connects and says nothing would hold every scrape, and shutdown, for ever.
-    """
-
-    daemon_threads = True
-    tls: ssl.SSLContext | None = None
-
-    def finish_request(self, request, client_address) -> None:  # type: ignore[override]
-        request.settimeout(CLIENT_TIMEOUT_S)
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        try:
-            secure = self.tls.wrap_socket(request, server_side=True)
-        except OSError:  # not TLS (plain HTTP), or silent too long: drop the connection
-            return
-        try:
-            super().finish_request(secure, client_address)
-        finally:
-            secure.close()
-
-    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # a client that went away or was too slow: not worth a traceback
-        super().handle_error(request, client_address)
-
-
 def _one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines too) as one space."""
     return " ".join(text.split())
@@ -197,11 +153,14 @@ class MetricsEndpoint(BaseSink):
     reads the watch at scrape time.
 
     The address is bound when the endpoint is made, so a taken port or a bad certificate
-    fails before anything starts; serving starts with the watch (`start`). ``/metrics``
-    has a `FocusCollector` and the process and platform metrics exporters are expected to
-    have (start time, CPU, memory, descriptors). ``/healthz`` answers 200 while the watch
-    is healthy, else 503; its text is ``ok`` (or why not), then one line per stream. Binds
-    to ``host`` only: 127.0.0.1 unless told otherwise.
+    fails before anything starts; serving starts with the watch (`start`), on a server
+    that slow or hostile clients cannot wear down (`focusmon.sinks._http`: a deadline for
+    each request, a cap on connections, a fixed number of threads). ``/metrics`` has a
+    `FocusCollector` and the process and platform metrics exporters are expected to have
+    (start time, CPU, memory, descriptors), in the format the scraper asks for
+    (Prometheus text or OpenMetrics), gzipped if it accepts it. ``/healthz`` answers 200
+    while the watch is healthy, else 503; its text is ``ok`` (or why not), then one line
+    per stream. Binds to ``host`` only: 127.0.0.1 unless told otherwise.
     """
 
     def __init__(
@@ -211,24 +170,20 @@ class MetricsEndpoint(BaseSink):
         *,
         certfile: str | None = None,
         keyfile: str | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ConfigError("--tls-cert and --tls-key go together")
+        tls = None if certfile is None else load_tls(certfile, keyfile)  # type: ignore[arg-type]
         self._watch: WatchView | None = None
-        self._metrics: Callable | None = None
+        self._registry = CollectorRegistry()
+        routes = {"/metrics": self._metrics, "/healthz": self._healthz}
         try:
-            self._server = make_server(host, port, self._app, _ThreadingServer, _QuietHandler)
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
-        if certfile is not None:
-            try:
-                self._server.tls = load_tls(certfile, keyfile)  # type: ignore[arg-type]
-            except ConfigError:
-                self._server.server_close()
-                raise
-        self.host, self.port = host, self._server.server_address[1]
+            self.server = HttpServer(host, port, routes, tls=tls, limits=limits)
+        except ConfigError as exc:
+            raise ConfigError(f"metrics: {exc}") from None
+        self.host, self.port = host, self.server.port
         self.scheme = "https" if certfile else "http"
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -237,39 +192,28 @@ class MetricsEndpoint(BaseSink):
 
     def start(self, watch: WatchView) -> None:
         """Serve ``watch`` from now on."""
-        registry = CollectorRegistry()
-        registry.register(FocusCollector(watch.snapshot, watch.info))
-        registry.register(PROCESS_COLLECTOR)
-        registry.register(PLATFORM_COLLECTOR)
-        self._watch, self._metrics = watch, make_wsgi_app(registry)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
-        self._thread.start()
+        self._registry.register(FocusCollector(watch.snapshot, watch.info))
+        self._registry.register(PROCESS_COLLECTOR)
+        self._registry.register(PLATFORM_COLLECTOR)
+        self._watch = watch
+        self.server.start()
 
-    def _app(self, environ, start_response):
-        path = environ.get("PATH_INFO", "/")
-        watch, metrics = self._watch, self._metrics
-        if watch is None or metrics is None:  # pragma: no cover (served only once started)
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"starting\n"]
-        if path == "/metrics":
-            return metrics(environ, start_response)
-        if path == "/healthz":
-            ok = watch.healthy()
-            status = "200 OK" if ok else "503 Service Unavailable"
-            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-            report = map(_one_line, watch.health_report())
-            lines = ["ok" if ok else "no stream is running", *report]
-            return ["".join(f"{line}\n" for line in lines).encode()]
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"see /metrics and /healthz\n"]
+    def _metrics(self, request: Request) -> Reply:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body, headers = encoder(self._registry), {}
+        if gzip_accepted(request.headers.get("accept-encoding", "")):
+            body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+        return Reply(200, body, content_type, headers)
+
+    def _healthz(self, request: Request) -> Reply:
+        watch = self._watch
+        assert watch is not None  # served only once started
+        ok = watch.healthy()
+        lines = ["ok" if ok else "no stream is running", *map(_one_line, watch.health_report())]
+        return Reply(200 if ok else 503, "".join(f"{line}\n" for line in lines).encode())
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-        self._server.server_close()
+        self.server.close()
 
 
 def load_tls(certfile: str, keyfile: str) -> ssl.SSLContext:
