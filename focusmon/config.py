@@ -49,7 +49,7 @@ from typing import Any
 from . import kernels
 from ._errors import ConfigError
 from .scheduler import SHARPNESS, AlertSettings
-from .source import SourceOptions, check_ffmpeg_options, kind_of, redact
+from .source import SourceOptions, check_ffmpeg_options, kind_of, redact, safe_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -70,6 +70,7 @@ __all__ = [
     "Flag",
     "Integer",
     "Kind",
+    "Names",
     "Number",
     "Option",
     "Pairs",
@@ -227,6 +228,24 @@ class Roi(Kind):
             return self.check([int(part) for part in text.split(",")])
         except ValueError:
             raise ValueError("must be X,Y,W,H (four integers: x, y >= 0, w, h >= 3)") from None
+
+
+@dataclass(frozen=True)
+class Names(Kind):
+    """A list of names; on the command line, separated by commas."""
+
+    what: str = "a list of names"  # type: ignore[misc]
+    metavar: str | None = "NAME,..."
+
+    def check(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value
+        ):
+            raise ValueError(self.reason())
+        return tuple(value)
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return self.check([part.strip() for part in text.split(",") if part.strip()])
 
 
 @dataclass(frozen=True)
@@ -397,6 +416,9 @@ OPTIONS: Mapping[str, Option] = {
                "log line where there is none)", commands=ALL),
         Option("hw_frames", SOURCE, Flag(), "with hwaccel and the numba-cuda backend: score "
                "frames where they were decoded, with no copy through the host", commands=ALL),
+        Option("show_query_keys", SOURCE, Names(), "query keys of the source's URL whose "
+               "values its name may show (the rest of the query, like the user info, path "
+               "parameters and fragment, is shown as ***)", commands=ALL),
         Option("timeout_s", SOURCE, _SECONDS, "live sources: a read waiting longer is a "
                "disconnect", commands=ALL, aliases=("--timeout",)),
         Option("open_timeout_s", SOURCE, _SECONDS,
@@ -642,7 +664,8 @@ def from_args(args: argparse.Namespace) -> WatchConfig:
         return dataclasses.replace(config, service=_made(ServiceSettings, merged))
     if not sources:
         raise ConfigError("give at least one SOURCE, or --config FILE")
-    names = given.get("name") or [redact(s) for s in sources]
+    keys = given.get("show_query_keys", ())
+    names = given.get("name") or [safe_name(s, keys) for s in sources]
     if len(names) != len(sources):
         raise ConfigError(
             f"--name must be given once per source: {len(sources)} sources, {len(names)} names"
@@ -727,7 +750,8 @@ def _stream(raw: Mapping[str, Any], where: str, known: set[str]) -> StreamSpec:
     source = values["source"]
     try:
         return StreamSpec(
-            values.get("name", redact(source)), source, values.get("roi"),
+            values.get("name", safe_name(source, values.get("show_query_keys", ()))),
+            source, values.get("roi"),
             _made(SourceOptions, _scoped(values, SOURCE)),
             _made(AlertSettings, _scoped(values, ALERTS), "alerts"),
         )  # fmt: skip
@@ -779,12 +803,9 @@ def to_toml(config: WatchConfig) -> str:
         if value != OPTIONS[key].default:
             lines.append(f"{key} = {_toml(value)}")
     for spec in config.streams:
-        lines += [
-            "",
-            "[[streams]]",
-            f"name = {_toml(spec.name)}",
-            f"source = {_toml(spec.source)}",
-        ]
+        source = safe_name(spec.source, spec.options.show_query_keys)
+        lines += ["", "[[streams]]", f"name = {_toml(spec.name)}"]
+        lines.append(f"source = {_toml(source, safe=True)}")
         if spec.roi is not None:
             lines.append(f"roi = {_toml(list(spec.roi))}")
         for key in _keys(SOURCE):
@@ -803,15 +824,17 @@ def to_toml(config: WatchConfig) -> str:
     return "\n".join(lines).strip("\n") + "\n"
 
 
-def _toml(value: Any) -> str:
-    """A TOML literal of a setting's value; strings with credentials redacted."""
+def _toml(value: Any, *, safe: bool = False) -> str:
+    """A TOML literal of a setting's value; strings with credentials redacted (unless
+    ``safe``: already a source's safe name)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
         # JSON's escapes are TOML's; DEL is the one character TOML wants escaped and JSON not.
-        return json.dumps(redact(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+        text = value if safe else redact(value)
+        return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, Mapping):

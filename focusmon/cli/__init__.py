@@ -30,7 +30,7 @@ from ..pipeline import Watcher, score_source
 from ..scheduler import PeakTracker, find_peak
 from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
 from ..sinks.metrics import load_tls
-from ..source import Source, open_source
+from ..source import Scrubber, Source, open_source
 from ._output import report_losses, setup_logging
 from ._parser import UsageError, build_parser
 from ._progress import Progress
@@ -45,15 +45,23 @@ class _StartError(FocusmonError):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Nothing it writes shows a source's credentials: every URL of the command line, and
+    every source of a config file once read, is cleaned from log lines, error lines and
+    tracebacks alike (`focusmon.source.Scrubber`).
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    scrub = Scrubber(word for word in words if "://" in word)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except UsageError as exc:
+        args = parser.parse_args(words)
+    except UsageError as exc:  # its words may be a URL no option took
         exc.parser.print_usage(sys.stderr)
-        print(f"focusmon: error: {exc}", file=sys.stderr)
+        print(scrub(f"focusmon: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
-    setup_logging(debug=args.debug, service=args.command == "watch")
+    args.scrub = scrub
+    setup_logging(debug=args.debug, service=args.command == "watch", scrub=scrub)
     command = {
         "score": _score, "peak": _peak, "watch": _watch, "check-config": _check_config,
         "autofocus": _autofocus, "backends": _backends,
@@ -67,9 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except FocusmonError as exc:
         if args.debug:
-            traceback.print_exc()
-        print(f"focusmon: error: {exc}", file=sys.stderr)
+            print(scrub(traceback.format_exc()), end="", file=sys.stderr)
+        print(scrub(f"focusmon: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, (ConfigError, _StartError)) else EXIT_FAILURE
+
+
+def _config(args: argparse.Namespace) -> WatchConfig:
+    """The command line's configuration, its sources' secrets known to the scrubber."""
+    config = from_args(args)
+    for spec in config.streams:
+        args.scrub.add(spec.source, spec.options.show_query_keys)
+    return config
 
 
 # -- score and peak -----------------------------------------------------------------------------
@@ -77,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _open(args: argparse.Namespace) -> tuple[WatchConfig, Backend, Source]:
     """The configuration, the backend and the opened source of ``score`` and ``peak``."""
-    config = from_args(args)
+    config = _config(args)
     spec, service = config.streams[0], config.service
     backend = resolve_backend(service.backend, **service.backend_options)
     try:
@@ -188,7 +204,7 @@ def _raise_descriptor_limit(wanted: int = 8192) -> None:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    config = from_args(args)
+    config = _config(args)
     _raise_descriptor_limit()
     sinks = make_sinks(config.service)
     try:
@@ -219,6 +235,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load(args.file)
+    for spec in config.streams:
+        args.scrub.add(spec.source, spec.options.show_query_keys)
     service = config.service
     if service.tls_cert is not None and service.tls_key is not None:
         load_tls(service.tls_cert, service.tls_key)  # read only: nothing is served

@@ -6,6 +6,7 @@ import datetime
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from ..source import Source
 
@@ -13,21 +14,31 @@ from ..source import Source
 class _Formatter(logging.Formatter):
     """``2026-11-29T22:47:31.123+00:00 focusmon: WARNING: ...``: ISO 8601 with the offset,
     so lines from machines in different zones (or before and after a clock change) read
-    alike."""
+    alike; each line, its traceback included, cleaned of the sources' credentials."""
+
+    def __init__(self, fmt: str, scrub: Callable[[str], str]) -> None:
+        super().__init__(fmt)
+        self._scrub = scrub
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         moment = datetime.datetime.fromtimestamp(record.created).astimezone()
         return moment.isoformat(timespec="milliseconds")
 
 
-def setup_logging(*, debug: bool, service: bool) -> None:
+def setup_logging(
+    *, debug: bool, service: bool, scrub: Callable[[str], str] = lambda text: text
+) -> None:
     """Log to stderr: every line with its time, unless the journal adds it (systemd sets
-    ``JOURNAL_STREAM`` when stderr goes to the journal). A service (``watch``) logs its
-    state changes (INFO); other commands only what went wrong, unless ``debug``."""
+    ``JOURNAL_STREAM`` when stderr goes to the journal), cleaned by ``scrub``. A service
+    (``watch``) logs its state changes (INFO); other commands only what went wrong,
+    unless ``debug``."""
     journald = bool(os.environ.get("JOURNAL_STREAM"))
     handler = logging.StreamHandler(sys.stderr)
     stamp = "" if journald else "%(asctime)s "
-    handler.setFormatter(_Formatter(stamp + "focusmon: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter(stamp + "focusmon: %(levelname)s: %(message)s", scrub))
     root = logging.getLogger()
     if not root.handlers:  # a caller (a test, an embedding program) may have its own
         root.addHandler(handler)

@@ -7,7 +7,8 @@ that map its samples to 8-bit full-range grey levels. `open_source` picks the ki
 * ``demo`` — the built-in synthetic camera;
 * a folder, an image, a (multi-page, 8/16-bit) TIFF — `ImageSource`;
 * ``rtsp://``, ``rtsps://``, ``udp://``, ``http(s)://``, ``/dev/videoN`` — `LiveSource`,
-  bounded by timeouts and reopened when it drops;
+  bounded by timeouts and reopened when it drops, named by `safe_name` (never its
+  credentials);
 * anything else PyAV opens — `VideoFileSource`.
 """
 
@@ -17,7 +18,8 @@ from ._base import Source, SourceOptions, SourceState, SourceStats, VideoFileSou
 from ._demo import DemoCamera, DemoSource
 from ._frame import DeviceLuma, LumaFrame, Timeline, luma_of, range_mapping
 from ._images import ImageSource
-from ._live import FFMPEG_OPTIONS, LiveSource, check_ffmpeg_options, kind_of, redact
+from ._live import FFMPEG_OPTIONS, LiveSource, check_ffmpeg_options, kind_of
+from ._names import Scrubber, redact, safe_name
 from ._open import open_source
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "ImageSource",
     "LiveSource",
     "LumaFrame",
+    "Scrubber",
     "Source",
     "SourceOptions",
     "SourceState",
@@ -40,4 +43,5 @@ __all__ = [
     "open_source",
     "range_mapping",
     "redact",
+    "safe_name",
 ]

@@ -73,6 +73,9 @@ class SourceOptions:
     hw_frames : bool
         With ``hwaccel``: leave decoded frames on the device (the luma is a `DeviceLuma`,
         which only a GPU backend scores) instead of copying them to host memory.
+    show_query_keys : tuple of str
+        Query keys of a URL whose values may be shown in the source's name (``channel``,
+        ``subtype``); the rest of the query, like the user info, is shown as ``***``.
     """
 
     every: int = 1
@@ -91,8 +94,13 @@ class SourceOptions:
     retry_first_connect: bool = False
     hwaccel: str | None = None
     hw_frames: bool = False
+    show_query_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        keys = self.show_query_keys
+        if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
+            raise ConfigError(f"`show_query_keys` must be a list of query keys, got {keys!r}")
+        object.__setattr__(self, "show_query_keys", tuple(keys))
         check_int("every", self.every, 1)
         check_int("decoder_threads", self.decoder_threads, 0)
         if self.reconnect_attempts is not None:
@@ -158,6 +166,11 @@ class Source:
     #: The stream the source is watched as (`open_source`'s ``stream``), or "": its log
     #: lines then start with it, ``door: rtsp://***@cam/1: disconnected ...``.
     stream: str = ""
+
+    def _clean(self, text: str) -> str:
+        """``text`` (an FFmpeg error) without the source's secrets: a live source's URL may
+        hold credentials, which FFmpeg quotes whole."""
+        return text
 
     def _said(self, text: str) -> str:
         """``text`` (which names the source) as a log line, after the stream's name."""
@@ -253,7 +266,7 @@ class Source:
             except StopIteration:
                 return
             except (av.error.FFmpegError, OSError) as exc:
-                raise SourceError(_read_error(exc, timeout_s)) from exc
+                raise SourceError(self._clean(_read_error(exc, timeout_s))) from exc
             if stop.is_set():
                 return
             if clock() - asked >= waited_too_long:
@@ -265,7 +278,8 @@ class Source:
                 stats.undecodable += 1
                 failed_run += 1
                 if failed_run >= MAX_UNDECODABLE_RUN and not stats.decoded:
-                    raise SourceError(f"cannot decode {self.name}: {exc}") from exc
+                    why = self._clean(str(exc))
+                    raise SourceError(f"cannot decode {self.name}: {why}") from exc
                 continue
             failed_run = 0
             for frame in frames:

@@ -28,6 +28,7 @@ from ._base import (
     open_container,
 )
 from ._frame import LumaFrame
+from ._names import Scrubber, safe_name
 
 log = logging.getLogger("focusmon.source")
 
@@ -54,23 +55,6 @@ FFMPEG_OPTIONS: Mapping[str, frozenset[str]] = {
         "file": set(),
     }.items()
 }  # fmt: skip
-
-# The user info runs to the *last* '@' before the path, as FFmpeg splits it: a password may
-# hold an '@'. A query key that names a secret anywhere in it (access_token, api_key, ...).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s'\"]*@")
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&][a-z0-9_.-]*(?:user|pass|pwd|token|auth|key|secret|sig|session|cred)"
-    r"[a-z0-9_.-]*=)[^&\s'\"]*"
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``.
-
-    >>> redact("cannot open rtsp://admin:hunter2@cam/live?token=abc")
-    'cannot open rtsp://***@cam/live?token=***'
-    """
-    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 def kind_of(spec: str) -> str | None:
@@ -174,10 +158,13 @@ class LiveSource(Source):
     ) -> None:
         super().__init__(options, clock=clock)
         kind = kind_of(url)
+        self.name = safe_name(url, self.options.show_query_keys)
         if kind is None:
-            raise ConfigError(f"not a live source: {redact(url)}")
+            raise ConfigError(f"not a live source: {self.name}")
         self.kind = kind
-        self.name = redact(url)
+        # Whatever FFmpeg says of the URL (its errors quote it whole) is cleaned of it.
+        self._scrubber = Scrubber()
+        self._scrubber.add(url, self.options.show_query_keys)
         self.live = not (kind == "http" and urlsplit(url).path.lower().endswith(_FILE_SUFFIXES))
         self._target = open_arguments(url, kind, self.options)
         self._backoff = Backoff(
@@ -188,6 +175,9 @@ class LiveSource(Source):
         self._device = True  # try the hwaccel device (until it is found missing)
         if not self.options.retry_first_connect:
             self._container = self._connect()
+
+    def _clean(self, text: str) -> str:
+        return self._scrubber(text)
 
     def _connect(self) -> av.container.InputContainer:
         url, fmt, options = self._target
@@ -203,10 +193,11 @@ class LiveSource(Source):
                 raise SourceTimeout(
                     f"{self.name}: no answer within {self.options.open_timeout:g} s"
                 ) from None
-            raise SourceError(redact(f"cannot open {self.name}: {_ffmpeg_message(exc)}")) from None
+            why = self._clean(_ffmpeg_message(exc))
+            raise SourceError(f"cannot open {self.name}: {why}") from None
         if no_device is not None:  # said once; reconnections go straight to the CPU
             self._device = False
-            message = redact(no_device_message(self.options, no_device))
+            message = self._clean(no_device_message(self.options, no_device))
             log.warning("%s", self._said(f"{self.name}: {message}"))
         check_video(container, self.name)
         return container
@@ -247,7 +238,7 @@ class LiveSource(Source):
                 except SourceError as exc:
                     if not self.live:
                         raise
-                    reason = redact(str(exc))
+                    reason = self._clean(str(exc))
                 finally:
                     container.close()
                 if self.stopping or not self.live:

@@ -9,7 +9,8 @@ from .._errors import SourceError
 from ._base import Source, SourceOptions, VideoFileSource
 from ._demo import DemoCamera, DemoSource
 from ._images import STILL_SUFFIXES, ImageSource
-from ._live import LiveSource, check_ffmpeg_options, kind_of, redact
+from ._live import LiveSource, check_ffmpeg_options, kind_of
+from ._names import safe_name
 
 
 def open_source(
@@ -47,6 +48,6 @@ def _open(spec: str, options: SourceOptions, live_demo: bool) -> Source:
     if Path(spec).is_dir() or Path(spec).suffix.lower() in STILL_SUFFIXES:
         return ImageSource(spec, options)
     if "://" not in spec and not os.path.exists(spec):
-        raise SourceError(f"no such file: {redact(spec)}")
+        raise SourceError(f"no such file: {safe_name(spec)}")
     check_ffmpeg_options("file", options.ffmpeg_options)
     return VideoFileSource(spec, options)

@@ -216,6 +216,7 @@ alerts = { min_dwell_s = 2 }
 [[streams]]
 name = "door"
 source = "rtsp://viewer:hunter2@192.0.2.10/stream?token=abc&x=1"
+show_query_keys = ["x"]
 ffmpeg_options = { user_agent = "cam" }
 
 [[streams]]
@@ -236,12 +237,12 @@ def test_to_toml_spells_each_stream_out_and_hides_every_credential(tmp_path):
     again = tomllib.loads(text)  # valid TOML, with each stream's merged settings
     assert again["events"] == "/var/log/focusmon/events.jsonl"
     door, mjpeg = again["streams"]
-    assert door["source"] == "rtsp://***@192.0.2.10/stream?token=***&x=1"
+    assert door["source"] == "rtsp://***@192.0.2.10/stream?***&x=1"  # x is shown: see below
     assert door["timeout_s"] == 4 and door["alerts"] == {"min_dwell_s": 2}
     assert door["ffmpeg_options"] == {"user_agent": "cam"}
     assert mjpeg["ffmpeg_options"] == {"headers": "***"}
     assert mjpeg["alerts"] == {"min_dwell_s": 2, "enter_ratio": 0.4}
-    assert mjpeg["name"] == "http://***@192.0.2.11/video.mjpg?password=***"
+    assert mjpeg["name"] == "http://***@192.0.2.11/video.mjpg?***"
     assert "metrics" not in again and "every" not in door  # defaults are left out
     # Read back, the redacted file is the same configuration but for the credentials.
     back = parse(again)
