@@ -416,6 +416,8 @@ OPTIONS: Mapping[str, Option] = {
                "log line where there is none)", commands=ALL),
         Option("hw_frames", SOURCE, Flag(), "with hwaccel and the numba-cuda backend: score "
                "frames where they were decoded, with no copy through the host", commands=ALL),
+        Option("max_pixels", SOURCE, Integer(1), "the largest frame or image read (width x "
+               "height): a larger one is refused before it is decoded", commands=ALL),
         Option("show_query_keys", SOURCE, Names(), "query keys of the source's URL whose "
                "values its name may show (the rest of the query, like the user info, path "
                "parameters and fragment, is shown as ***)", commands=ALL),

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import kernels
 from .._errors import ConfigError, FocusmonError, SourceError
+from .._text import printable
 from ..autofocus import plot_curve, run_simulated_autofocus
 from ..config import ServiceSettings, WatchConfig, from_args, load, to_toml
 from ..kernels import Backend
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(words)
     except UsageError as exc:  # its words may be a URL no option took
         exc.parser.print_usage(sys.stderr)
-        print(scrub(f"focusmon: error: {exc}"), file=sys.stderr)
+        print(scrub(f"focusmon: error: {printable(str(exc))}"), file=sys.stderr)
         return EXIT_USAGE
     args.scrub = scrub
     setup_logging(debug=args.debug, service=args.command == "watch", scrub=scrub)
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FocusmonError as exc:
         if args.debug:
             print(scrub(traceback.format_exc()), end="", file=sys.stderr)
-        print(scrub(f"focusmon: error: {exc}"), file=sys.stderr)
+        print(scrub(f"focusmon: error: {printable(str(exc))}"), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, (ConfigError, _StartError)) else EXIT_FAILURE
 
 
@@ -129,6 +130,8 @@ def _score(args: argparse.Namespace) -> int:
         with source, backend:
             for record in _scored(source, backend, config, max_frames=args.frames):
                 out.write(json.dumps(record.as_dict()) + "\n")
+                if source.live:  # each line as it comes, even into a pipe
+                    out.flush()
                 progress.advance()
     finally:
         progress.close()

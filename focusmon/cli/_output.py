@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from .._text import printable
 from ..source import Source
 
 
@@ -21,7 +22,11 @@ class _Formatter(logging.Formatter):
         self._scrub = scrub
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._scrub(super().format(record))
+        # The message with its control characters escaped (a stream's name from a config
+        # file may hold a newline or ANSI escapes); a traceback after it as it is.
+        shown = logging.makeLogRecord(record.__dict__)
+        shown.msg, shown.args = printable(record.getMessage()), None
+        return self._scrub(super().format(shown))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         moment = datetime.datetime.fromtimestamp(record.created).astimezone()
@@ -61,5 +66,8 @@ def report_losses(source: Source) -> None:
         )
         if n
     ]
+    if stats.ended_early:
+        parts.append(f"{stats.ended_early}: cut short?")
     if parts:
-        print(f"focusmon: warning: {source.name}: {', '.join(parts)}", file=sys.stderr)
+        name = printable(source.name)
+        print(f"focusmon: warning: {name}: {', '.join(parts)}", file=sys.stderr)

@@ -54,6 +54,8 @@ class StreamStatus:
     done: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     kernel_times: KernelTimes = field(default_factory=KernelTimes)
+    unfit: int = 0  # frames that could not be scored (the ROI outside them, ...), skipped
+    unfit_why: str | None = None  # why, while such frames come
 
     def keep(self, record: FocusRecord, at: float) -> None:
         """Keep ``record`` (scored at clock time ``at``); the caller holds ``lock``."""
@@ -115,6 +117,10 @@ class Watcher:
         self._batch, self._batch_wait_s = batch, service.batch_wait_ms / 1e3
         self._sinks = list(sinks)
         self._picks_best = any(sink.wants_best for sink in self._sinks)
+        # Per sink: failures so far; which of its methods fail now (logged once a burst).
+        self._failures = {id(sink): 0 for sink in self._sinks}
+        self._failing: set[tuple[int, str]] = set()
+        self._failures_lock = threading.Lock()
         self.batcher: BatchScorer | None = None
         self._clock = clock
         self._epoch = wall_clock() - clock()  # live events carry Unix time
@@ -230,7 +236,14 @@ class Watcher:
                                 change = tracker.no_signal(self._clock() + self._epoch)
                             self._changed(change)
                         continue
-                    record = score(frame, spec.roi, source)
+                    try:
+                        record = score(frame, spec.roi, source)
+                    except (TypeError, ValueError) as exc:  # this frame, not the stream
+                        self._unfit(status, exc)
+                        continue
+                    if status.unfit_why is not None:
+                        log.warning("%s: frames can be scored again", spec.name)
+                        status.unfit_why = None
                     when = self._time_of(frame, source)
                     with status.lock:  # the record and the state it led to, together
                         change = tracker.update(record.scores, when)
@@ -243,12 +256,29 @@ class Watcher:
                         ))  # fmt: skip
             if picker is not None:
                 self._best(picker.flush())
+            if source.stats.ended_early:
+                log.warning("%s: %s: cut short?", spec.name, source.stats.ended_early)
+            if status.unfit and not source.stats.analysed:  # not one frame could be scored
+                raise ValueError(status.unfit_why)
         except Exception as exc:  # one stream's failure must not stop the others
             status.error = str(exc)
             log.error("%s: stopped: %s", spec.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             source.close()
             status.done = True
+
+    @staticmethod
+    def _unfit(status: StreamStatus, exc: Exception) -> None:
+        """A frame that cannot be scored (a camera whose resolution fell below the ROI, a
+        frame smaller than 3x3) is counted and skipped; scoring goes on with the next one
+        that can be. Said once for each run of them."""
+        status.unfit += 1
+        if status.unfit_why is None:
+            status.unfit_why = str(exc)
+            log.warning(
+                "%s: a frame cannot be scored (%s): skipping such frames until they can be",
+                status.spec.name, exc,
+            )  # fmt: skip
 
     @contextlib.contextmanager
     def _scorer(self) -> Iterator[_Score]:
@@ -287,16 +317,39 @@ class Watcher:
                 if sink.wants_best:
                     self._tell(sink, sink.on_best, best)
 
-    @staticmethod
-    def _tell(sink: Sink, method: Callable, *args: object) -> None:
-        """Call one of ``sink``'s methods; its failure is logged, never a stream's."""
+    def _tell(self, sink: Sink, method: Callable, *args: object) -> None:
+        """Call one of ``sink``'s methods. A failure (a full disk, a broker away) is
+        counted and logged once for each burst of them, and never stops a stream."""
+        name, key = type(sink).__name__, (id(sink), method.__name__)
         try:
             method(*args)
         except Exception as exc:
-            log.error(
-                "%s: %s failed: %s", type(sink).__name__, method.__name__, exc,
-                exc_info=log.isEnabledFor(logging.DEBUG),
-            )  # fmt: skip
+            with self._failures_lock:
+                self._failures[id(sink)] = self._failures.get(id(sink), 0) + 1
+                first = not any(sink_id == id(sink) for sink_id, _ in self._failing)
+                self._failing.add(key)
+            if first:
+                log.error(
+                    "%s: %s failed: %s (counted, and not said again until it works)",
+                    name, method.__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG),
+                )  # fmt: skip
+            return
+        if self._failing and key in self._failing:
+            with self._failures_lock:
+                self._failing.discard(key)
+                healed = not any(sink_id == id(sink) for sink_id, _ in self._failing)
+                count = self._failures[id(sink)]
+            if healed:
+                log.warning("%s: works again (%d failures in all)", name, count)
+
+    def sink_failures(self) -> dict[str, int]:
+        """Failures of each sink so far, by the sink's class name."""
+        with self._failures_lock:
+            counts: dict[str, int] = {}
+            for sink in self._sinks:
+                name = type(sink).__name__
+                counts[name] = counts.get(name, 0) + self._failures.get(id(sink), 0)
+            return counts
 
     # -- what the sinks read --------------------------------------------------------------
 
@@ -327,6 +380,7 @@ class Watcher:
                 status.spec.options.stall_after,
             ),
             processing_buckets=buckets, processing_count=count, processing_sum_s=total,
+            frames_unfit=status.unfit,
         )  # fmt: skip
 
     def healthy(self) -> bool:
@@ -343,8 +397,11 @@ class Watcher:
             if status.error is not None:
                 how = f"stopped: {status.error}"
             elif status.done:
-                how = "ended"
+                early = status.source.stats.ended_early
+                how = f"ended ({early}: cut short?)" if early else "ended"
             else:
                 how = f"running, {status.source.state.value}, {state}"
+                if status.unfit_why is not None:
+                    how += f"; skipping frames: {status.unfit_why}"
             lines.append(f"{status.spec.name}: {how}")
         return lines

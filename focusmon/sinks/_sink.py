@@ -30,6 +30,7 @@ class StreamSnapshot:
     processing_buckets: Sequence[int]  # cumulative counts per PROCESSING_BUCKETS bound
     processing_count: int
     processing_sum_s: float
+    frames_unfit: int = 0  # frames that could not be scored (the ROI outside them), skipped
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", AlertState(self.state))
@@ -53,6 +54,10 @@ class WatchView(Protocol):
 
     def health_report(self) -> Sequence[str]:
         """One line per stream: running (and its state), ended, or stopped and why."""
+        ...
+
+    def sink_failures(self) -> Mapping[str, int]:
+        """How often each sink (by class name) has failed so far."""
         ...
 
 

@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
 from .._errors import ConfigError
+from .._text import printable
 from ..kernels import MEASURE_TABLE
 from ..scheduler import STATES
 from ._http import HttpServer, Limits, Reply, Request
@@ -61,9 +62,13 @@ class FocusCollector(Collector):
     """Exports every stream of ``snapshot()``; ``info`` becomes ``focusmon_info``."""
 
     def __init__(
-        self, snapshot: Callable[[], Sequence[StreamSnapshot]], info: Mapping[str, str]
+        self,
+        snapshot: Callable[[], Sequence[StreamSnapshot]],
+        info: Mapping[str, str],
+        sink_failures: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._snapshot, self._info = snapshot, dict(info)
+        self._sink_failures = sink_failures
 
     def describe(self) -> list:
         return []  # do not collect at registration: the pipeline may not be running yet
@@ -73,6 +78,12 @@ class FocusCollector(Collector):
         info = InfoMetricFamily("focusmon", "Version and compute backend")
         info.add_metric([], self._info)
         yield info
+        failures = CounterMetricFamily(
+            "focusmon_sink_failures", "Failures of an output (a full disk, ...)", labels=["sink"]
+        )
+        for sink, count in sorted(self._sink_failures().items()):
+            failures.add_metric([sink], count)
+        yield failures
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("stream",)):
             return GaugeMetricFamily(name, doc, labels=list(labels))
@@ -96,6 +107,9 @@ class FocusCollector(Collector):
             "analysed": counter("focusmon_frames_analysed", "Frames scored"),
             "dropped": counter("focusmon_frames_dropped", "Live frames dropped to keep up"),
             "corrupt": counter("focusmon_frames_corrupt", "Corrupt frames skipped"),
+            "unfit": counter(
+                "focusmon_frames_unfit", "Frames that could not be scored (ROI outside), skipped"
+            ),
             "undecodable": counter("focusmon_packets_undecodable", "Packets the decoder rejected"),
             "reconnects": counter("focusmon_reconnects", "Reconnections of the source"),
         }  # fmt: skip
@@ -122,6 +136,7 @@ class FocusCollector(Collector):
             for key, value in (
                 ("decoded", s.frames_decoded), ("analysed", s.frames_analysed),
                 ("dropped", s.frames_dropped), ("corrupt", s.frames_corrupt),
+                ("unfit", s.frames_unfit),
                 ("undecodable", s.packets_undecodable), ("reconnects", s.reconnects),
             ):  # fmt: skip
                 families[key].add_metric(label, value)
@@ -144,8 +159,9 @@ def _bound(value: float) -> str:
 
 
 def _one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines too) as one space."""
-    return " ".join(text.split())
+    """``text`` on one line, its control characters escaped (a stream's name may hold a
+    newline that would forge a line, or ANSI escapes)."""
+    return printable(text)
 
 
 class MetricsEndpoint(BaseSink):
@@ -192,7 +208,7 @@ class MetricsEndpoint(BaseSink):
 
     def start(self, watch: WatchView) -> None:
         """Serve ``watch`` from now on."""
-        self._registry.register(FocusCollector(watch.snapshot, watch.info))
+        self._registry.register(FocusCollector(watch.snapshot, watch.info, watch.sink_failures))
         self._registry.register(PROCESS_COLLECTOR)
         self._registry.register(PLATFORM_COLLECTOR)
         self._watch = watch

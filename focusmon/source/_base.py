@@ -76,6 +76,10 @@ class SourceOptions:
     show_query_keys : tuple of str
         Query keys of a URL whose values may be shown in the source's name (``channel``,
         ``subtype``); the rest of the query, like the user info, is shown as ``***``.
+    max_pixels : int
+        The largest frame or image (width x height) read: a larger one is refused before
+        it is decoded, since a small file may declare a huge picture (a 2.7 MB PNG of
+        30000 x 30000 would take 5 GB). The default, 100 megapixels, is 12K video.
     """
 
     every: int = 1
@@ -95,8 +99,10 @@ class SourceOptions:
     hwaccel: str | None = None
     hw_frames: bool = False
     show_query_keys: tuple[str, ...] = ()
+    max_pixels: int = 100_000_000
 
     def __post_init__(self) -> None:
+        check_int("max_pixels", self.max_pixels, 1)
         keys = self.show_query_keys
         if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
             raise ConfigError(f"`show_query_keys` must be a list of query keys, got {keys!r}")
@@ -151,6 +157,9 @@ class SourceStats:
     undecodable: int = 0  # packets the decoder rejected, skipped
     reconnects: int = 0
     last_frame_at: float | None = None  # time.monotonic() of the last decoded frame
+    last_time: float | None = None  # the stream time (s) of the last decoded frame
+    #: Why a file ended before its container said it would (a cut download), or None.
+    ended_early: str | None = None
 
 
 class Source:
@@ -246,6 +255,8 @@ class Source:
         context.thread_count = self.options.decoder_threads
         if self.options.keyframes_only:
             context.skip_frame = "NONKEY"
+        # FFmpeg's own limit, for a stream whose frames grow later than its header says.
+        context.options = {**context.options, "max_pixels": str(self.options.max_pixels)}
         rate = stream.average_rate or stream.guessed_rate
         timeline = self._timeline  # one per source: continuous across reconnects
         timeline.set_step(1.0 / float(rate) if rate else None)
@@ -291,6 +302,7 @@ class Source:
                     stats.corrupt += 1
                     continue
                 t = timeline.time_of(frame.time, now)
+                stats.last_time = t
                 if keep(index, t):
                     luma, scale, offset = luma_of(frame)
                     yield LumaFrame(luma, index, t, scale, offset, now)
@@ -318,9 +330,11 @@ def open_container(
     return av.open(url, **kwargs), why  # raises the input's own error, if that was it
 
 
-def check_video(container: av.container.InputContainer, name: str) -> None:
+def check_video(
+    container: av.container.InputContainer, name: str, max_pixels: int | None = None
+) -> None:
     """Raise SourceError (closing ``container``) unless its first video stream can be
-    decoded here."""
+    decoded here, in frames of at most ``max_pixels``."""
     if not container.streams.video:
         container.close()
         raise SourceError(f"{name} has no video stream")
@@ -329,6 +343,18 @@ def check_video(container: av.container.InputContainer, name: str) -> None:
         tag = getattr(stream, "codec_tag", "") or "unknown"
         container.close()
         raise SourceError(f"{name}: no decoder for its video codec ({tag!r})")
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if max_pixels is not None and width * height > max_pixels:
+        container.close()
+        raise SourceError(too_large(name, width, height, max_pixels))
+
+
+def too_large(name: str, width: int, height: int, max_pixels: int) -> str:
+    """The one line for a frame or an image larger than ``max_pixels``."""
+    return (
+        f"{name}: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than "
+        f"`max_pixels` ({max_pixels / 1e6:g} megapixels): refused before decoding"
+    )
 
 
 def no_device_message(options: SourceOptions, why: str) -> str:
@@ -362,7 +388,7 @@ class VideoFileSource(Source):
             raise SourceError(f"cannot open {path}: {_ffmpeg_message(exc)}") from exc
         if no_device is not None:
             log.warning("%s", self._said(f"{path}: {no_device_message(self.options, no_device)}"))
-        check_video(self._container, path)
+        check_video(self._container, path, self.options.max_pixels)
         self.total = self._container.streams.video[0].frames or None
         self._iterating = False
 
@@ -372,6 +398,8 @@ class VideoFileSource(Source):
         try:
             yield from self._decode(self._container)
             stats = self.stats
+            if not self.stopping:
+                stats.ended_early = ended_early(self._container, stats)
             if stats.decoded == stats.corrupt and not self.stopping:
                 raise SourceError(
                     f"every one of its {stats.decoded} frames was corrupt"
@@ -390,6 +418,26 @@ class VideoFileSource(Source):
         super().close()
         if not self._iterating:  # an iteration closes its own container, on its thread
             self._container.close()
+
+
+def ended_early(container: av.container.InputContainer, stats: SourceStats) -> str | None:
+    """Why a file whose decoding ended has ended early, or None: fewer frames than its
+    container declares, or a last frame well before its declared duration (a download cut
+    half-way ends like a file, without an error)."""
+    stream = container.streams.video[0]
+    declared = stream.frames
+    if declared and stats.decoded < declared - max(2, declared // 50):
+        return f"it ended after {stats.decoded} of the {declared} frames its container declares"
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    else:
+        return None
+    last = stats.last_time
+    if last is not None and last < duration - max(1.0, 0.05 * duration):
+        return f"it ended at {last:.1f} s of the {duration:.1f} s its container declares"
+    return None
 
 
 def _ffmpeg_message(exc: BaseException) -> str:

@@ -11,14 +11,23 @@ import cv2
 import numpy as np
 
 from .._errors import SourceError
-from ._base import Source, SourceOptions, SourceState
+from ._base import Source, SourceOptions, SourceState, too_large
 from ._frame import LumaFrame, range_mapping
+from ._headers import image_sizes
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".webp"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 STILL_SUFFIXES = IMAGE_SUFFIXES | TIFF_SUFFIXES
 
 log = logging.getLogger("focusmon.source")
+
+#: Bytes of decoded TIFF pages read in one call: OpenCV finds a page by walking the page
+#: list from the start, so pages read one call each cost a stack of n pages n**2 / 2 steps
+#: (4,000 pages of 8x8 did not finish in ten minutes); a call per this many bytes of pages
+#: makes it nearly linear without holding a large stack in memory twice.
+TIFF_CHUNK_BYTES = 64 * 2**20
+#: Too large: a page over `SourceOptions.max_pixels`, refused before decoding.
+_TOO_LARGE = object()
 
 
 def _natural_key(path: Path) -> list[object]:
@@ -49,27 +58,38 @@ class ImageSource(Source):
             self._files = [root]
         else:
             raise SourceError(f"no such file: {path}")
-        self._pages = [_page_count(p) for p in self._files]  # parsed once per file
+        # Declared sizes, read once from the headers (None: unknown, the decoder decides).
+        self._sizes = [image_sizes(p) for p in self._files]
+        self._pages = [len(sizes) if sizes else 1 for sizes in self._sizes]
         self.total = sum(self._pages)
+        limit = self.options.max_pixels
+        if len(self._files) == 1 and self._sizes[0]:
+            if all(w * h > limit for w, h in self._sizes[0]):
+                raise SourceError(too_large(path, *max(self._sizes[0]), limit))
 
     def __iter__(self) -> Iterator[LumaFrame]:
         self._enter(SourceState.UP)
         index = 0
         try:
-            for path, count in zip(self._files, self._pages, strict=True):
-                for page in _pages(path, count):
+            limit = self.options.max_pixels
+            for path, sizes in zip(self._files, self._sizes, strict=True):
+                for page, size in _pages(path, sizes, limit):
                     if self.stopping:
                         return
                     self.stats.decoded += 1
                     self.stats.last_frame_at = self._clock()
-                    if page is None:
+                    if page is _TOO_LARGE:
+                        self.stats.corrupt += 1
+                        said = f"{too_large(path.name, *size, limit)}; skipped"
+                        log.warning("%s", self._said(said))
+                    elif page is None:
                         if len(self._files) == 1 and self.total == 1:
                             raise SourceError(f"cannot read {path} as an image")
                         self.stats.corrupt += 1
                         said = f"{self.name}: cannot read {path.name} as an image; skipped"
                         log.warning("%s", self._said(said))
                     elif self._keep(index, None):
-                        luma = _gray_of(page, path)
+                        luma = _gray_of(page, path)  # type: ignore[arg-type]
                         yield LumaFrame(luma, index, None, *range_mapping(8 * luma.itemsize, True))
                     index += 1
             if self.stats.corrupt == self.stats.decoded:  # not one page: an error, not 0 frames
@@ -78,33 +98,55 @@ class ImageSource(Source):
             self._enter(SourceState.ENDED)
 
 
-def _page_count(path: Path) -> int:
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        try:
-            return max(cv2.imcount(str(path)), 1)
-        except cv2.error:  # a damaged header: read as one page, which then fails cleanly
-            return 1
-    return 1
-
-
-def _pages(path: Path, count: int) -> Iterator[np.ndarray | None]:
-    """Each of the ``count`` pages of the file, read one at a time (a stack may not fit in
-    memory twice)."""
+def _pages(
+    path: Path, sizes: list[tuple[int, int]] | None, limit: int
+) -> Iterator[tuple[np.ndarray | object | None, tuple[int, int]]]:
+    """Each page of the file and its declared size: the decoded image, None if it cannot
+    be read, or `_TOO_LARGE` (not decoded) if it declares more than ``limit`` pixels."""
     # OpenCV raises (cv2.error) on some damaged files and returns nothing on others: both
     # are an unreadable page.
-    if path.suffix.lower() not in TIFF_SUFFIXES:
+    if path.suffix.lower() not in TIFF_SUFFIXES or not sizes or len(sizes) == 1:
+        size = sizes[0] if sizes else (0, 0)
+        if size[0] * size[1] > limit:
+            yield _TOO_LARGE, size
+            return
         try:
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         except cv2.error:
             image = None
-        yield image
+        yield image, size
         return
-    for start in range(count):
-        try:
-            ok, pages = cv2.imreadmulti(str(path), start, 1, flags=cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            ok, pages = False, []
-        yield pages[0] if ok and pages else None
+    start = 0
+    while start < len(sizes):
+        if sizes[start][0] * sizes[start][1] > limit:
+            yield _TOO_LARGE, sizes[start]
+            start += 1
+            continue
+        # The pages from here that fit, as many as make TIFF_CHUNK_BYTES (8 bytes a pixel:
+        # four 16-bit channels, the most OpenCV returns).
+        end, size = start, 0
+        while end < len(sizes) and 0 < sizes[end][0] * sizes[end][1] <= limit:
+            size += 8 * sizes[end][0] * sizes[end][1]
+            end += 1
+            if size >= TIFF_CHUNK_BYTES:
+                break
+        end = max(end, start + 1)
+        yield from zip(_tiff_pages(path, start, end - start), sizes[start:end], strict=True)
+        start = end
+
+
+def _tiff_pages(path: Path, start: int, count: int) -> list[np.ndarray | None]:
+    """Pages ``start`` to ``start + count`` of a TIFF; one by one if they cannot all be
+    read at once (so that a damaged page costs only itself)."""
+    try:
+        ok, pages = cv2.imreadmulti(str(path), start, count, flags=cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        ok, pages = False, []
+    if ok and len(pages) == count:
+        return list(pages)
+    if count == 1:
+        return [None]
+    return [page for k in range(count) for page in _tiff_pages(path, start + k, 1)]
 
 
 def _gray_of(image: np.ndarray, path: Path) -> np.ndarray:

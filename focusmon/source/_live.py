@@ -24,6 +24,7 @@ from ._base import (
     SourceState,
     _ffmpeg_message,
     check_video,
+    ended_early,
     no_device_message,
     open_container,
 )
@@ -199,7 +200,7 @@ class LiveSource(Source):
             self._device = False
             message = self._clean(no_device_message(self.options, no_device))
             log.warning("%s", self._said(f"{self.name}: {message}"))
-        check_video(container, self.name)
+        check_video(container, self.name, self.options.max_pixels)
         return container
 
     def _connect_with_retry(self) -> av.container.InputContainer | None:
@@ -235,6 +236,8 @@ class LiveSource(Source):
                 try:
                     yield from self._decode(container)
                     reason = "the stream ended"
+                    if not self.live and not self.stopping:  # a whole file over HTTP
+                        self.stats.ended_early = ended_early(container, self.stats)
                 except SourceError as exc:
                     if not self.live:
                         raise

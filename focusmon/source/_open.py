@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from .._errors import SourceError
@@ -49,5 +50,24 @@ def _open(spec: str, options: SourceOptions, live_demo: bool) -> Source:
         return ImageSource(spec, options)
     if "://" not in spec and not os.path.exists(spec):
         raise SourceError(f"no such file: {safe_name(spec)}")
+    if "://" not in spec and not Path(spec).is_file():
+        # A FIFO, a socket or a device would be read with no timeout: a read could wait for
+        # ever. (V4L2 devices are live sources, above.)
+        kind = _kind_of_file(spec)
+        raise SourceError(f"{spec}: not a regular file ({kind}); focusmon reads files, "
+                          "folders of images, URLs and /dev/videoN")  # fmt: skip
     check_ffmpeg_options("file", options.ffmpeg_options)
     return VideoFileSource(spec, options)
+
+
+def _kind_of_file(path: str) -> str:
+    mode = os.stat(path).st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"

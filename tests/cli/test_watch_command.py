@@ -191,3 +191,36 @@ def test_best_keep_bounds_what_watch_saves(capsys, tmp_path, defocus_clip):
     assert len(list(best.glob("cam_*.png"))) == 2
     sidecars = sorted(json.loads(p.read_text())["index"] for p in best.glob("cam_*.json"))
     assert len(sidecars) == 2 and min(sidecars) >= 70  # the newest two of nine windows
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_full_disk_is_counted_said_once_and_stops_no_stream(capsys, caplog, defocus_clip):
+    code, _, err = run(capsys, "watch", str(defocus_clip), "--name", "cam", "--events",
+                       "/dev/full", "--no-metrics")  # fmt: skip
+    assert code == 0 and "Traceback" not in err
+    messages = [r.getMessage() for r in caplog.records]
+    failures = [m for m in messages if "EventWriter" in m]
+    assert len(failures) == 1 and "No space left on device" in failures[0], failures
+    changes = [m for m in messages if m.startswith("cam: ")]
+    assert len(changes) == 2  # both changes still logged: the stream went on to its end
+
+
+def test_a_frame_folder_that_goes_away_stops_no_stream(capsys, caplog, tmp_path, defocus_clip):
+    from focusmon.config import ServiceSettings, StreamSpec, WatchConfig
+    from focusmon.pipeline import Watcher
+    from focusmon.sinks import FrameSaver
+
+    folder = tmp_path / "best"
+    saver = FrameSaver(folder)
+    folder.rmdir()
+    folder.write_text("not a folder any more")  # every save now fails
+    config = WatchConfig(ServiceSettings(backend="numpy", best_every=10),
+                         [StreamSpec("cam", str(defocus_clip))])  # fmt: skip
+    watcher = Watcher(config, [saver])
+    watcher.start()
+    assert watcher.wait(60)
+    watcher.close()
+    assert watcher.streams[0].error is None and watcher.streams[0].source.stats.analysed == 90
+    assert watcher.sink_failures() == {"FrameSaver": 9}  # a window of 10 frames each
+    said = [r.getMessage() for r in caplog.records if "FrameSaver" in r.getMessage()]
+    assert len(said) == 1

@@ -323,8 +323,10 @@ def test_regression_a_folder_keeps_its_readable_images(media, tmp_path):
     (folder / "a.tif").write_bytes(set_tiff_tag(stack, BITS_PER_SAMPLE, 3, pages={0}))
     shutil.copy(media["gray.png"], folder / "b.png")
     outcome = score_in_process(folder, "numpy")
-    assert outcome.code == 0 and [r["index"] for r in outcome.rows()] == [1], outcome.err
-    assert "1 corrupt frames skipped" in outcome.err
+    # The stack's header declares 3 pages (read from the file, not from OpenCV, which could
+    # not count them): all 3 skipped as corrupt, then the image, frame 3, scored.
+    assert outcome.code == 0 and [r["index"] for r in outcome.rows()] == [3], outcome.err
+    assert "3 corrupt frames skipped" in outcome.err
 
 
 def test_regression_metadata_that_is_not_utf8(media, tmp_path):
@@ -471,3 +473,94 @@ def test_a_flat_grey_video_has_zero_sharpness_not_nan(tmp_path, codec):
     for row in rows:
         assert [row[m] for m in (*SHARPNESS, "std")] == [0.0] * 5, row
         assert abs(row["mean"] - 128) < 0.6, row  # limited range: 126 of 16..235 is 128.1
+
+
+# -- files that cost far more than their size (the attack round) ----------------------------
+
+
+def one_error_line(err: str) -> str:
+    errors = [line for line in err.splitlines() if line.startswith("focusmon: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_an_image_declaring_a_huge_picture_is_refused_before_decoding(tmp_path, capsys):
+    """A 30000 x 30000 PNG header over a few kB of data: refused from its header. (It drove
+    ``score`` to 5.3 GB; here it would have to, before it could fail.)"""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    data = chunk(b"IDAT", zlib.compress(b"\0" * 100_000))
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + data + chunk(b"IEND", b""))
+    assert main(["score", str(bomb)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "30000x30000" in line and "max_pixels" in line
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((100, 100), np.uint8))
+    assert main(["score", str(small), "--max-pixels", "9999"]) == 2  # the limit is a setting
+    assert "100x100" in one_error_line(capsys.readouterr().err)
+    assert main(["score", str(small), "--max-pixels", "10000"]) == 0
+    capsys.readouterr()
+
+
+def test_a_video_larger_than_max_pixels_is_refused_in_one_line(tmp_path, capsys):
+    clip = h264_clip(tmp_path / "c.mp4", 0.2)
+    assert main(["score", str(clip), "--max-pixels", "76799"]) == 2  # 320 x 240 = 76800
+    line = one_error_line(capsys.readouterr().err)
+    assert "320x240" in line and "max_pixels" in line
+    assert main(["score", str(clip), "--max-pixels", "76800"]) == 0
+    capsys.readouterr()
+
+
+def test_a_stack_of_pages_is_read_in_a_few_calls_not_one_per_page(tmp_path, monkeypatch):
+    """OpenCV walks a TIFF's page list from the start for each read: one read a page made
+    4,000 pages of 8x8 take more than ten minutes. Counted here, not timed."""
+    rng = np.random.default_rng(0)
+    pages = [rng.integers(0, 255, (8, 8), dtype=np.uint8) for _ in range(2000)]
+    stack = tmp_path / "stack.tif"
+    assert cv2.imwritemulti(str(stack), pages)
+    calls = []
+    real = cv2.imreadmulti
+
+    def counted(*args, **kwargs):
+        calls.append(args[1:3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imreadmulti", counted)
+    from focusmon.source import ImageSource
+
+    source = ImageSource(str(stack))
+    read = [frame.luma for frame in source]
+    assert len(read) == 2000 and all(
+        np.array_equal(a, b) for a, b in zip(read, pages, strict=True)
+    )
+    assert len(calls) <= 2, calls  # 2,000 pages of 8x8 are one read (64 MB a read)
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    assert main(["score", str(fifo)]) == 2  # nothing writes to it: opening would wait for ever
+    assert "not a regular file (a FIFO)" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.skipif(ffmpeg_reason() is not None, reason=ffmpeg_reason() or "")
+def test_a_file_cut_short_is_a_warning_not_silence(tmp_path, capsys):
+    clip = h264_clip(tmp_path / "c.mp4", 4.0)
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(clip), "-c",
+                    "copy", "-movflags", "+faststart", str(whole)], check=True)  # fmt: skip
+    half = tmp_path / "half.mp4"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["score", str(half)]) == 0  # the frames that are there are scored ...
+    out, err = capsys.readouterr()
+    assert 0 < len(out.splitlines()) < 100
+    warnings = [line for line in err.splitlines() if line.startswith("focusmon: warning:")]
+    assert len(warnings) == 1 and "of the 100 frames its container declares" in warnings[0]
+    assert main(["score", str(whole)]) == 0  # ... and a whole file says nothing
+    assert capsys.readouterr().err == ""

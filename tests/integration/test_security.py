@@ -29,7 +29,15 @@ from focusmon.sinks.metrics import PROCESSING_BUCKETS, FocusCollector, StreamSna
 from focusmon.source import redact, safe_name
 
 from media import write_video
-from servers import camera_launch, fetch, free_port, rtsp_camera, rtsp_server_reason, wait_until
+from servers import (
+    camera_launch,
+    fetch,
+    free_port,
+    poll,
+    rtsp_camera,
+    rtsp_server_reason,
+    wait_until,
+)
 
 FOCUSMON = (
     [shutil.which("focusmon")] if shutil.which("focusmon") else [sys.executable, "-m", "focusmon"]
@@ -534,3 +542,31 @@ def test_watch_saves_best_frames_of_hostile_names_inside_its_folder(tmp_path, cl
     sidecars = [json.loads(p.read_text()) for p in folder.glob("*.json")]
     assert sorted(s["stream"] for s in sidecars) == sorted(names * 3)  # 30 frames, 3 windows
     assert len(list(folder.glob("*.png"))) == len(sidecars)  # every save accounted for here
+
+
+def test_a_stream_name_cannot_forge_log_lines_or_colour_the_terminal(tmp_path):
+    """A name from a config file with a newline, ANSI escapes and a right-to-left mark:
+    shown escaped in the log and in /healthz."""
+    port = free_port()
+    name = "door\n2026-01-01T00:00:00 focusmon: INFO: all is well\x1b[31m\u202e"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'metrics_addr = "127.0.0.1:{port}"\n[[streams]]\nname = {toml_string(name)}\n'
+        'source = "demo"\nroi = [0, 0, 3000, 3000]\n'
+    )  # an ROI that fits no frame: the stream says so in the log and in /healthz
+    with focusmon_process("watch", "--config", str(config)) as proc:
+
+        def skipping() -> str | None:
+            with contextlib.suppress(OSError):
+                text = fetch(f"http://127.0.0.1:{port}/healthz", timeout=5)[1]
+                return text if "skipping frames" in text else None
+            return None
+
+        health = poll(skipping, 30)
+        _, err = stop(proc)
+    assert health is not None, err[-2000:]
+    for text in (err, health):
+        assert "\x1b" not in text and "\u202e" not in text
+        assert "door\\n2026-01-01T00:00:00 focusmon: INFO: all is well\\x1b[31m\\u202e" in text
+    assert not any(line.startswith("2026-01-01") for line in err.splitlines())  # no forgery
+    assert health.count("\n") == 2  # "ok" and one line for the stream

@@ -153,7 +153,11 @@ def test_the_watcher_hands_changes_and_best_frames_to_its_sinks(defocus_clip, ca
     assert plain.best == [] and failing.best == []  # they did not ask
     assert [s.calls for s in (failing, keeper, plain)] == [["start", "close"]] * 3
     failures = [r.getMessage() for r in caplog.records if "failed: disk full" in r.getMessage()]
-    assert failures and failures[0] == "Recorder: on_change failed: disk full"
+    assert failures == [  # once for the burst of two, not once each
+        "Recorder: on_change failed: disk full (counted, and not said again until it works)"
+    ]
+    assert watcher.sink_failures() == {"Recorder": 2}  # what focusmon_sink_failures_total says
+    assert "works again" not in caplog.text  # on_change never did
     watcher.close()  # twice is harmless
     assert plain.calls == ["start", "close"]
 
@@ -168,3 +172,37 @@ def test_a_sink_that_cannot_start_leaves_nothing_open(defocus_clip):
     with pytest.raises(RuntimeError, match="cannot start"):
         Watcher(config, [Broken()])
     assert threading.active_count() == before
+
+
+def test_frames_the_roi_does_not_fit_are_skipped_and_scoring_resumes(tmp_path, caplog):
+    """A camera whose resolution drops below the ROI, then comes back (320x240, 160x120,
+    320x240 with ROI 300x200): the small frames are counted and skipped, once said; the
+    stream goes on and scores the large ones again. It used to stop for good."""
+    parts = [h264_clip(tmp_path / f"{k}.ts", 0.8, size=size)
+             for k, size in enumerate(("320x240", "160x120", "320x240"))]  # fmt: skip
+    both = tmp_path / "switching.ts"
+    both.write_bytes(b"".join(p.read_bytes() for p in parts))  # MPEG-TS concatenates
+    spec = StreamSpec("cam", str(both), roi=(0, 0, 300, 200))
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numpy"), [spec]))
+    watcher.start()
+    assert watcher.wait(60)
+    status = watcher.streams[0]
+    assert status.error is None  # it never stopped
+    assert status.unfit == 20 and status.source.stats.analysed == 40  # 20 small, 40 large
+    snapshot = watcher.snapshot()[0]
+    assert snapshot.frames_unfit == 20  # focusmon_frames_unfit_total
+    said = [r.getMessage() for r in caplog.records if "cannot be scored" in r.getMessage()]
+    assert len(said) == 1 and "`roi` must lie inside the 160x120 frame" in said[0]
+    assert "cam: frames can be scored again" in caplog.text
+    watcher.close()
+
+
+def test_a_file_whose_frames_the_roi_never_fits_stops_with_the_reason(tmp_path):
+    clip = h264_clip(tmp_path / "c.mp4", 0.4)
+    spec = StreamSpec("bad", str(clip), roi=(0, 0, 9999, 9999))
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numpy"), [spec]))
+    watcher.start()
+    assert watcher.wait(30)
+    status = watcher.streams[0]
+    assert status.error is not None and "`roi` must lie inside the 320x240" in status.error
+    assert status.unfit == 10 and status.source.stats.analysed == 0
