@@ -49,7 +49,14 @@ from typing import Any
 from . import kernels
 from ._errors import ConfigError
 from .scheduler import SHARPNESS, AlertSettings
-from .source import SourceOptions, check_ffmpeg_options, kind_of, redact, safe_name
+from .source import (
+    RTSP_TRANSPORTS,
+    SourceOptions,
+    check_ffmpeg_options,
+    kind_of,
+    redact,
+    safe_name,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -345,7 +352,7 @@ def _backends() -> tuple[str, ...]:
 
 
 def _transports() -> tuple[str, ...]:
-    return ("tcp", "udp")
+    return RTSP_TRANSPORTS
 
 
 def _measures() -> tuple[str, ...]:
@@ -427,7 +434,8 @@ OPTIONS: Mapping[str, Option] = {
                "live sources: how long opening may take (default timeout_s)", commands=ALL),
         Option("stall_s", SOURCE, _SECONDS, "live sources: no frame for this long is stalled "
                "(default timeout_s / 2)", commands=ALL),
-        Option("rtsp_transport", SOURCE, Choice(_transports), "RTSP's media transport",
+        Option("rtsp_transport", SOURCE, Choice(_transports), "RTSP's media transport: auto "
+               "asks for TCP and takes UDP where the camera refuses TCP",
                commands=ALL),
         Option("reconnect_initial_s", SOURCE, _SECONDS,
                "live sources: the first wait before reconnecting", commands=ALL),

@@ -6,6 +6,7 @@ Python (gi is not in a virtual environment); UDP and HTTP senders are the ffmpeg
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -14,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -74,6 +76,48 @@ def rtsp_server_reason() -> str | None:
     if probe.returncode:
         return "gst-rtsp-server missing: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0"
     return None
+
+
+def vlc_reason() -> str | None:
+    """Why VLC's RTSP server cannot run here, or None."""
+    if not shutil.which("cvlc"):
+        return "VLC is missing: apt-get install vlc-bin vlc-plugin-base"
+    if not shutil.which("setpriv"):
+        return "setpriv is missing (util-linux): VLC refuses to run as root"
+    return None
+
+
+@contextmanager
+def vlc_rtsp_server(port: int, clip: Path) -> Iterator[str]:
+    """VLC 3's RTSP server streaming ``clip`` in a loop; yields its URL. It offers RTP over
+    UDP only, and answers a request for TCP with ``461 Unsupported transport``, as some
+    real cameras do. VLC will not run as root: it runs as ``nobody``, on a copy of the clip
+    in a folder that user can read."""
+    folder = Path(tempfile.mkdtemp(prefix="focusmon-vlc-"))
+    folder.chmod(0o755)
+    shutil.copy(clip, folder / clip.name)
+    (folder / clip.name).chmod(0o644)
+    user = (
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        if os.geteuid() == 0
+        else []
+    )
+    server = Process([*user, "cvlc", "-q", str(folder / clip.name), "--loop", "--sout-keep",
+                      "--sout", f"#rtp{{sdp=rtsp://127.0.0.1:{port}/stream}}"])  # fmt: skip
+    url = f"rtsp://127.0.0.1:{port}/stream"
+    try:
+        if poll(lambda: _listening(port), 15) is None:
+            pytest.fail(f"VLC's RTSP server did not start: {server.proc.stderr.read()[-500:]!r}")
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def ffmpeg_reason() -> str | None:

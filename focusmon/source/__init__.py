@@ -14,7 +14,14 @@ that map its samples to 8-bit full-range grey levels. `open_source` picks the ki
 
 from __future__ import annotations
 
-from ._base import Source, SourceOptions, SourceState, SourceStats, VideoFileSource
+from ._base import (
+    RTSP_TRANSPORTS,
+    Source,
+    SourceOptions,
+    SourceState,
+    SourceStats,
+    VideoFileSource,
+)
 from ._demo import DemoCamera, DemoSource
 from ._frame import DeviceLuma, LumaFrame, Timeline, luma_of, range_mapping
 from ._images import ImageSource
@@ -24,6 +31,7 @@ from ._open import open_source
 
 __all__ = [
     "FFMPEG_OPTIONS",
+    "RTSP_TRANSPORTS",
     "DemoCamera",
     "DemoSource",
     "DeviceLuma",

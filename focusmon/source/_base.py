@@ -18,6 +18,8 @@ from ._frame import LumaFrame, Timeline, luma_of
 
 log = logging.getLogger("focusmon.source")
 
+#: RTSP's media transports: ``auto`` is TCP, then UDP where the camera refuses TCP.
+RTSP_TRANSPORTS = ("auto", "tcp", "udp")
 #: Consecutive packets that fail to decode, with no frame in between, before a stream is
 #: declared undecodable rather than damaged.
 MAX_UNDECODABLE_RUN = 64
@@ -53,8 +55,10 @@ class SourceOptions:
         Live sources: how long opening may take (default `timeout_s`).
     stall_s : float or None
         Live sources: no frame for this long is `stalled` (default half of `timeout_s`).
-    rtsp_transport : {"tcp", "udp"}
-        RTSP's media transport.
+    rtsp_transport : {"auto", "tcp", "udp"}
+        RTSP's media transport. ``auto`` asks for TCP (interleaved in the RTSP connection:
+        no lost packets, one port) and takes UDP where the camera refuses TCP (VLC's
+        server answers it 461), saying so once.
     format : str or None
         Force FFmpeg's demuxer (e.g. ``mpjpeg`` for an MJPEG camera).
     ffmpeg_options : mapping of str to str
@@ -89,7 +93,7 @@ class SourceOptions:
     timeout_s: float = 10.0
     open_timeout_s: float | None = None
     stall_s: float | None = None
-    rtsp_transport: str = "tcp"
+    rtsp_transport: str = "auto"
     format: str | None = None
     ffmpeg_options: Mapping[str, str] = field(default_factory=dict)
     reconnect_initial_s: float = 0.5
@@ -132,9 +136,10 @@ class SourceOptions:
                 f"`format` must be the name of one of FFmpeg's demuxers (such as mpegts, "
                 f"mpjpeg, rtsp; `ffmpeg -demuxers` lists them), got {self.format!r}"
             )
-        if self.rtsp_transport not in ("tcp", "udp"):
+        if self.rtsp_transport not in RTSP_TRANSPORTS:
             raise ConfigError(
-                f"`rtsp_transport` must be 'tcp' or 'udp', got {self.rtsp_transport!r}"
+                f"`rtsp_transport` must be one of {', '.join(RTSP_TRANSPORTS)}, "
+                f"got {self.rtsp_transport!r}"
             )
 
     @property

@@ -8,6 +8,7 @@ stream had ended; RTSP and UDP must be reopened by us.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import re
@@ -92,7 +93,8 @@ def open_arguments(
     ours: dict[str, str] = {}
     if kind == "rtsp":
         # `timeout` is RTSP's socket timeout; `stimeout` and `rw_timeout` are ignored.
-        ours = {"rtsp_transport": options.rtsp_transport, "timeout": timeout_us}
+        transport = "tcp" if options.rtsp_transport == "auto" else options.rtsp_transport
+        ours = {"rtsp_transport": transport, "timeout": timeout_us}
     elif kind == "http":
         ours = {
             "rw_timeout": timeout_us,
@@ -194,6 +196,8 @@ class LiveSource(Source):
                 raise SourceTimeout(
                     f"{self.name}: no answer within {self.options.open_timeout:g} s"
                 ) from None
+            if self._refuses_tcp(exc):
+                return self._connect()  # over UDP, now and from now on
             why = self._clean(_ffmpeg_message(exc))
             raise SourceError(f"cannot open {self.name}: {why}") from None
         if no_device is not None:  # said once; reconnections go straight to the CPU
@@ -202,6 +206,23 @@ class LiveSource(Source):
             log.warning("%s", self._said(f"{self.name}: {message}"))
         check_video(container, self.name, self.options.max_pixels)
         return container
+
+    def _refuses_tcp(self, exc: BaseException) -> bool:
+        """Whether an RTSP camera refused RTP over TCP (``461 Unsupported transport``, which
+        FFmpeg reports as EPROTONOSUPPORT) while ``auto`` asked for it; if so, the source
+        takes UDP from now on and says so once."""
+        url, fmt, options = self._target
+        wanted = self.kind == "rtsp" and self.options.rtsp_transport == "auto"
+        if not wanted or options.get("rtsp_transport") != "tcp":
+            return False
+        if getattr(exc, "errno", None) != errno.EPROTONOSUPPORT:
+            return False
+        self._target = (url, fmt, {**options, "rtsp_transport": "udp"})
+        log.warning(
+            "%s", self._said(f"{self.name}: the camera does not offer RTP over TCP; taking "
+                             "UDP (rtsp_transport = \"udp\" skips asking for TCP)"),
+        )  # fmt: skip
+        return True
 
     def _connect_with_retry(self) -> av.container.InputContainer | None:
         """A fresh connection, or None if asked to stop. Raises SourceError when out of
@@ -239,8 +260,12 @@ class LiveSource(Source):
                     if not self.live and not self.stopping:  # a whole file over HTTP
                         self.stats.ended_early = ended_early(container, self.stats)
                 except SourceError as exc:
-                    if not self.live:
-                        raise
+                    if not self.live:  # a whole file over HTTP: how far it got, and why not
+                        raise SourceError(
+                            f"{self.name}: decoding stopped at frame {self.stats.decoded} "
+                            f"of {container.streams.video[0].frames or '?'}: "
+                            f"{self._clean(str(exc))}"
+                        ) from None
                     reason = self._clean(str(exc))
                 finally:
                     container.close()

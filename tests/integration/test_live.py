@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -23,6 +27,8 @@ from servers import (
     http_folder,
     rtsp_camera,
     rtsp_server_reason,
+    vlc_reason,
+    vlc_rtsp_server,
     wait_until,
 )
 
@@ -225,3 +231,86 @@ def test_an_http_file_is_read_whole_without_drops(tmp_path):
 def test_v4l2_device_errors_are_clean(tmp_path):
     with pytest.raises(SourceError, match="/dev/video99"):
         open_source("/dev/video99", FAST)
+
+
+@pytest.mark.skipif(vlc_reason() is not None, reason=vlc_reason() or "")
+def test_a_camera_that_refuses_rtp_over_tcp_is_read_over_udp(tmp_path, capsys, caplog):
+    """VLC's RTSP server answers TCP with 461, as some cameras do: ``auto`` (the default)
+    takes UDP and says so once; forcing TCP fails in one line that says why."""
+    clip = h264_clip(tmp_path / "clip.mp4", 20.0)  # long: VLC's loop restarts its stream
+    with vlc_rtsp_server(free_port(), clip) as url:
+        wait_until(lambda: main(["score", url, "--frames", "1"]) == 0, 20, "VLC streaming")
+        capsys.readouterr()
+        caplog.clear()
+        assert main(["score", url, "--frames", "10"]) == 0
+        out, _ = capsys.readouterr()
+        assert len(out.splitlines()) == 10
+        said = [r.getMessage() for r in caplog.records if "RTP over TCP" in r.getMessage()]
+        assert len(said) == 1 and "taking UDP" in said[0]
+        assert main(["score", url, "--frames", "10", "--rtsp-transport", "tcp"]) == 2
+        err = capsys.readouterr().err
+        assert "focusmon: error: cannot open" in err and "Protocol not supported" in err
+
+
+@needs_ffmpeg
+def test_an_http_file_cut_half_way_is_a_warning(tmp_path, capsys):
+    """The connection reset half-way, reconnecting refused: FFmpeg ends the file as if it
+    were whole, and ``score`` used to exit 0 without a word after half the frames."""
+    clip = h264_clip(tmp_path / "c.mp4", 2.0, "-movflags", "+faststart")
+    data = clip.read_bytes()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_half() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: %d\r\n\r\n"
+            conn.sendall(head % len(data) + data[: len(data) // 2])
+        listener.close()  # no second chance: reconnecting is refused
+
+    server = threading.Thread(target=serve_half, daemon=True)
+    server.start()
+    code = main(["score", f"http://127.0.0.1:{port}/c.mp4", "--timeout-s", "2"])
+    server.join(10)
+    out, err = capsys.readouterr()
+    assert 0 < len(out.splitlines()) < 50  # the frames that came were scored
+    said = [line for line in err.splitlines() if line.startswith("focusmon: ")]
+    # FFmpeg ends such a file either as if it were whole (then a warning says it is not)
+    # or with its reconnection's failure (then the error says how far it got): never
+    # silently.
+    if code == 0:
+        assert len(said) == 1 and "of the 50 frames its container declares" in said[0], err
+    else:
+        assert code == 1 and len(said) == 1, err
+        assert said[0].startswith("focusmon: error: ") and "stopped at frame" in said[0]
+        assert "of 50" in said[0]
+
+
+@needs_rtsp
+def test_score_on_a_live_source_writes_each_line_as_it_comes(tmp_path):
+    """Piped, each frame's line leaves at once, not in bursts of a full buffer (up to
+    1.4 s late before)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as users run it
+    with rtsp_camera(port):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "focusmon", "score", f"rtsp://127.0.0.1:{port}/cam",
+             "--frames", "20"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=env,
+        )  # fmt: skip
+        try:
+            arrivals = []
+            for line in proc.stdout:
+                arrivals.append(time.monotonic())
+                assert json.loads(line)["index"] >= 0
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+    assert len(arrivals) == 20
+    # 20 frames of a 25 fps camera take ~0.8 s to come: written as they come, the lines
+    # arrive spread over that time; held in a buffer, they would arrive at once.
+    assert arrivals[-1] - arrivals[0] > 0.3, arrivals

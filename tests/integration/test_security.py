@@ -416,7 +416,7 @@ def test_hostile_strings_in_a_config_are_taken_literally(tmp_path, monkeypatch, 
         ("[[streams]]\nsource = 'CLIP'\nevery = {x}", "streams[0].every must be an integer"),
         (
             "[[streams]]\nsource = 'CLIP'\nrtsp_transport = {x}",
-            "rtsp_transport must be one of tcp, udp",
+            "rtsp_transport must be one of auto, tcp, udp",
         ),
         (
             "[[streams]]\nsource = 'CLIP'\nalerts = {{ enter_ratio = {x} }}",
