@@ -12,12 +12,11 @@ connection, and each is bounded:
 * **a cap on connections**: at most `Limits.connections` at once (by default half the
   process's descriptors, at most 4,096: more than slow clients hold when they are
   themselves limited to the usual 1,024 descriptors a process). When a new one would
-  pass the cap, the oldest connection still sending its request is dropped. A slow client
-  loses its place to newer ones, while a quick one (a scrape sends its whole request at
-  once and is answered within milliseconds) would have to be outlived by as many newer
-  connections as there are places, all accepted before its request is read — the accept
-  loop takes one connection a turn, and a turn also reads every connection's bytes.
-  Descriptors stay bounded;
+  pass the cap, the oldest connection still sending its request is dropped, once it has
+  had `Limits.grace_s` to send it; until then the new one waits in the listen backlog. A
+  slow client loses its place to newer ones, while a quick one (a scrape sends its whole
+  request at once and is answered within milliseconds) is never dropped before its
+  request is read, however fast others reconnect. Descriptors stay bounded;
 * **no decrypting for slow clients in a crowd**: while more than `Limits.crowd`
   connections are open, a TLS connection that has not sent its whole request within
   `Limits.crowd_grace_s` is no longer decrypted — what it sends is read and dropped
@@ -60,6 +59,7 @@ class Limits:
     request_s: float = 10.0
     reply_s: float = 10.0
     connections: int | None = None
+    grace_s: float = 0.5
     crowd: int = 256
     crowd_grace_s: float = 1.0
     backlog: int = 1024
@@ -209,16 +209,16 @@ class HttpServer:
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if len(self._connections) >= (self.limits.connections or 0):
+                wait = self._make_room()
+                if wait:  # newcomers wait in the backlog meanwhile
+                    await asyncio.sleep(wait)
+                    continue
             try:
-                client, _ = await loop.sock_accept(self._socket)
+                client = await self._accept_one(loop)
             except OSError as exc:  # EMFILE and the like: wait, then accept again
                 log.debug("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
-                continue
-            full = len(self._connections) >= (self.limits.connections or 0)
-            if full and not self._make_room():
-                client.close()  # every place is taken by a request being answered
-                self.dropped += 1
                 continue
             task = loop.create_task(self._connection(client))
             self._connections[task] = loop.time()
@@ -228,6 +228,25 @@ class HttpServer:
             # connection already waiting completes without yielding, and a burst of them
             # would evict a quick client before its request, already here, is read.
             await asyncio.sleep(0)
+
+    async def _accept_one(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """The next connection. Unlike ``loop.sock_accept``, the socket is in hand the moment
+        it is accepted: a cancellation (the server closing) can only come before, so no
+        accepted socket is ever left unclosed in a cancelled future."""
+        fd = self._socket.fileno()
+        while True:
+            try:
+                client, _ = self._socket.accept()
+            except (BlockingIOError, InterruptedError):
+                ready = loop.create_future()
+                loop.add_reader(fd, _wake, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+            else:
+                client.setblocking(False)
+                return client
 
     def _forget(self, task: asyncio.Task) -> None:
         """A connection ended: its socket is closed, even if its task never ran (a task
@@ -240,17 +259,22 @@ class HttpServer:
             self._crowd = 0  # a second later: the last of them are garbage by then
             asyncio.get_running_loop().call_later(1.0, _give_back_memory)
 
-    def _make_room(self) -> bool:
-        """Drop the oldest connection still sending its request; False if there is none."""
-        for task, since in self._connections.items():
+    def _make_room(self) -> float:
+        """Drop the oldest connection still sending its request if it has had its grace,
+        and return 0; else the seconds until one will have (a short wait if every place is
+        taken by a request being answered: replies are quick or time out)."""
+        now = asyncio.get_running_loop().time()
+        for task, since in self._connections.items():  # oldest first
             if since is not None:
+                if now - since < self.limits.grace_s:
+                    return self.limits.grace_s - (now - since)
                 # Gone from the count at once; its socket closes as its task ends, on the
                 # loop's next turn (never here, under a transport that may still hold it).
                 del self._connections[task]
                 task.cancel()
                 self.dropped += 1
-                return True
-        return False
+                return 0.0
+        return 0.05
 
     async def _connection(self, client: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -464,3 +488,8 @@ def _quiet(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """The loop's own complaints (a failed handshake, a reset connection) are a client's
     doing, not an error of ours: debug lines, never tracebacks on stderr."""
     log.debug("http: %s", context.get("message"), exc_info=context.get("exception"))
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

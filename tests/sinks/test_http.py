@@ -18,7 +18,9 @@ from focusmon.sinks._http import HttpServer, Limits, Reply
 from servers import poll
 from slowloris import Attack
 
-LIMITS = Limits(request_s=1.0, reply_s=2.0, connections=32, backlog=128, head_bytes=1024)
+LIMITS = Limits(
+    request_s=1.0, reply_s=2.0, connections=32, backlog=128, head_bytes=1024, grace_s=0.1
+)
 
 
 def hello(request) -> Reply:
