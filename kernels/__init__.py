@@ -13,7 +13,7 @@ reference). `available()` says which can run here and why not.
 
 from __future__ import annotations
 
-from ._backend import Backend
+from ._backend import Backend, BackendError
 from ._frame import MIN_SIDE, check_roi
 from ._reference import reference_scores
 from ._registry import available, get, names, resolve
@@ -24,6 +24,7 @@ __all__ = [
     "MEASURE_TABLE",
     "MIN_SIDE",
     "Backend",
+    "BackendError",
     "FocusScores",
     "Measure",
     "RawSums",

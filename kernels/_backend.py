@@ -13,6 +13,12 @@ from ._frame import prepare
 from ._scores import FocusScores, RawSums, finish, rescale
 
 
+class BackendError(RuntimeError):
+    """The backend itself failed (a GPU fault, a launch the device refused), not the frame.
+    After a fault it raises this again at once on every later call; the pipeline moves its
+    streams to a CPU backend."""
+
+
 class PendingScores:
     """Scores of a submitted batch, possibly still being computed (see `Backend.submit`)."""
 

@@ -9,6 +9,10 @@ import numpy as np
 
 MIN_SIDE = 3
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+#: Backends sum a frame's terms exactly in int64, in bands of whole rows (32 rows on the
+#: GPU) when a frame is large; a 16-bit row longer than this (~1 million samples) would
+#: overflow a band's sums, so it is refused.
+MAX_ROW_16 = 2**20
 
 Roi = tuple[int, int, int, int]
 
@@ -51,6 +55,11 @@ def cut_roi(luma: Any, roi: Sequence[int] | None) -> Any:
     if shape[0] < MIN_SIDE or shape[1] < MIN_SIDE:
         raise ValueError(
             f"`luma` must be at least {MIN_SIDE}x{MIN_SIDE} (H, W), got shape {shape}"
+        )
+    if dtype == SUPPORTED_DTYPES[1] and shape[1] > MAX_ROW_16:
+        raise ValueError(
+            f"`luma` rows of 16-bit samples must be at most {MAX_ROW_16} long (the exact "
+            f"int64 sums of a band of rows could overflow), got shape {shape}"
         )
     box = check_roi(roi, shape)
     if box is None:

@@ -3,38 +3,47 @@
 How a batch travels (`NumbaCudaBackend.submit`):
 
 1. Host frames are packed, row after row, into a pinned host buffer (uint8 or uint16 as
-   decoded: never float on the wire); frames already on the device (DLPack / CUDA array
-   interface, e.g. decoded by NVDEC) are gathered into the device buffer by a small copy
-   kernel instead, without a trip through the host.
-2. One host-to-device copy of the packed pixels and one of the control table (per frame:
-   where its pixels start, its height and width, its first block; per block: its frame).
+   decoded: never float on the wire), each sample type's host frames first, so one copy
+   up covers them. Frames already on the device (DLPack / CUDA array interface, e.g.
+   decoded by NVDEC) are gathered into the device buffer after them by a small copy
+   kernel instead, without a trip through the host, once the slot's stream has been made
+   to wait (on the GPU, not the host) for the event that ends their producer's work.
+2. One host-to-device copy of those pixels and one of the control table (per part of a
+   frame: where its pixels start, its height and width, its first block; per block: its
+   part). A part is the whole frame unless a 16-bit frame is so large (over ~53 Mpx) that
+   its int64 sums could overflow: then it is scored in parts of whole tile rows.
 3. One launch of `batch_kernel` per sample type in the batch: every block scores a 32x32
-   tile of one frame and adds its sums to that frame's row of the output with atomics.
-4. One device-to-host copy of the output, ``(n_frames, 8)`` int64 (six exact integer sums,
-   the float64 magnitude sum stored in the same row).
+   tile of one frame and adds its sums to its part's row of the output with atomics.
+4. One device-to-host copy of the output, ``(n_parts, 8)`` int64 (six exact integer sums,
+   the float64 magnitude sum stored in the same row); the host adds up each frame's parts.
 
 Each of the (two) slots owns its buffers and its CUDA stream, and `submit` returns before
 the GPU is done: while batch k is on the GPU in one slot, the host packs batch k+1 and its
-copy to the device overlaps batch k's kernel in the other slot.
+copy to the device overlaps batch k's kernel in the other slot. A slot keeps the device
+frames its gathers read until its result has been waited for, and a batch that fails to
+queue waits for what it did queue before the slot is used again.
 
 Device memory, pinned host buffers and streams come from CuPy on a real GPU; the kernels are
-launched and the copies issued through Numba, on the CuPy streams. Under Numba's CUDA
-simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests run this code on machines
-without a GPU, Numba's own (simulated) allocations and streams stand in for CuPy's; packing,
-launches, copies and reductions are the same code either way.
+launched, the copies issued and the events recorded through Numba, on the CuPy streams
+(`CupyDevice`). Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the
+tests run this code on machines without a GPU, `DeferredDevice` stands in: it defers every
+copy and launch until its stream is waited for, as a GPU does, and reports the orderings a
+GPU would get wrong. Packing, launches, copies and reductions are the same code either way.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numba import cuda, int64
+from numba.core.errors import NumbaPerformanceWarning
 
-from ._backend import FusedBackend, PendingScores
+from ._backend import BackendError, FusedBackend, PendingScores
 from ._frame import cut_roi
 from ._scores import RawSums, finish, rescale
 
@@ -173,32 +182,202 @@ def blocks_of(h: int, w: int) -> int:
     return -(-h // TILE_Y) * -(-w // TILE_X)
 
 
-# -- memory -------------------------------------------------------------------------------
+# -- where the work goes ------------------------------------------------------------------
+
+#: Per frame-part, the int64 sums stay exact: the largest term a pixel adds (the Sobel
+#: gradient's gx^2 + gy^2, up to 20 m^2 for samples up to m) times the pixels of a part
+#: stays under 2^62. A uint16 frame of more than ~53 Mpx is scored in parts of whole tile
+#: rows, each with its own output row, and the parts' sums are added on the host.
+_MAX_TERM = {np.dtype(np.uint8): 20 * 255**2, np.dtype(np.uint16): 20 * 65535**2}
+_PART_PIXELS = {dtype: 2**62 // term for dtype, term in _MAX_TERM.items()}
+
+#: DLPack device types (dlpack.h): where a frame handed over by DLPack lives.
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+#: The CUDA array interface's and DLPack's names for the two default streams.
+LEGACY_STREAM, PER_THREAD_STREAM = 1, 2
 
 
-class _NumbaMemory:
-    """Pinned host buffers, device buffers and streams from Numba (under the simulator)."""
+@dataclass(frozen=True)
+class DeviceFrame:
+    """A frame already on the GPU, as the backend took it: a Numba device view, the event
+    its producer's work on it ends with (None: nothing to wait for), and the producer's
+    object, which holds the memory and is kept alive until the frame's batch has run."""
 
-    def stream(self):
-        return cuda.stream()
+    view: object
+    ready: object
+    owner: object
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.view.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.view.dtype)
+
+    @property
+    def size(self) -> int:
+        h, w = self.shape
+        return h * w
+
+    def __getitem__(self, index) -> DeviceFrame:  # an ROI: a view of the same memory
+        return DeviceFrame(self.view[index], self.ready, self.owner)
+
+
+class _Taken:
+    """A DLPack capsule already made for a given stream, handed on to CuPy as is (CuPy
+    would otherwise ask the producer again, for its own current stream)."""
+
+    def __init__(self, capsule: object, device: tuple[int, int]) -> None:
+        self._capsule, self._device = capsule, device
+
+    def __dlpack__(self, *, stream: object = None, **_: object) -> object:
+        return self._capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self._device
+
+
+def quiet_launch(kernel, grid, block, stream, *args) -> None:
+    """Launch ``kernel`` without numba-cuda's low-occupancy warning.
+
+    numba-cuda warns (`NumbaPerformanceWarning`) for any grid under 128 blocks: every frame
+    or ROI under ~360x360 here, which is expected (a batch of small frames is still one
+    launch, and a small ROI is small by choice). Under ``-W error`` or pytest's
+    ``filterwarnings = error`` that warning would become an exception in the batch thread,
+    so this one message is ignored, on purpose, for the launch alone; every other warning
+    passes.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            # Numba wraps its messages in terminal highlighting: not anchored at the start.
+            "ignore", message=r".*Grid size \d+ will likely result in GPU under-utilization",
+            category=NumbaPerformanceWarning,
+        )  # fmt: skip
+        kernel[grid, block, stream](*args)
+
+
+class Device:
+    """Streams, memory and the work queued on them: what the backend asks of a GPU.
+
+    `CupyDevice` is a real GPU; under Numba's simulator,
+    `focusmon.kernels._numba_cuda_sim.DeferredDevice` defers every copy and launch until
+    its stream is synchronised, as a GPU does. The backend's code is the same on both.
+    """
+
+    device_id = 0
+
+    # Streams and events.
+    def stream(self) -> object:
+        raise NotImplementedError
+
+    def stream_of(self, handle: int) -> object:
+        """The stream a CUDA array interface or DLPack ``stream`` value names."""
+        raise NotImplementedError
+
+    def record(self, stream: object) -> object:
+        """An event that completes once everything queued on ``stream`` so far has run."""
+        raise NotImplementedError
+
+    def wait(self, stream: object, event: object) -> None:
+        """Make work queued on ``stream`` from now on wait for ``event``; the host does
+        not wait."""
+        raise NotImplementedError
+
+    def synchronize(self, stream: object) -> None:
+        stream.synchronize()
+
+    # Memory and work, all queued on ``stream``.
     def host(self, n: int, dtype: np.dtype) -> np.ndarray:
         return cuda.pinned_array((n,), dtype)
 
-    def device(self, n: int, dtype: np.dtype):
+    def device(self, n: int, dtype: np.dtype) -> object:
         return cuda.device_array((n,), dtype)
 
-    def as_device(self, obj: object):
-        """A Numba device array of a frame already on the device, or None if it is not (the
-        simulator's device arrays are the only device frames there are under it)."""
-        return obj if type(obj).__name__ == "FakeCUDAArray" else None
+    def upload(self, dst: object, src: np.ndarray, stream: object) -> None:
+        dst.copy_to_device(src, stream=stream)
+
+    def download(self, dst: np.ndarray, src: object, stream: object) -> None:
+        src.copy_to_host(dst, stream=stream)
+
+    def launch(self, kernel, grid, block, stream, *args) -> None:
+        quiet_launch(kernel, grid, block, stream, *args)
+
+    def gather(self, frame: DeviceFrame, dst: object, base: int, stream: object) -> None:
+        """Copy ``frame`` into ``dst[base:]``, row after row, on the GPU."""
+        h, w = frame.shape
+        grid = (-(-w // TPB_X), -(-h // TPB_Y))
+        self.launch(gather_kernel, grid, (TPB_X, TPB_Y), stream, frame.view, dst, base)
+
+    # Frames made elsewhere.
+    def adopt(self, obj: object) -> DeviceFrame | np.ndarray | None:
+        """``obj`` as the backend scores it: a `DeviceFrame` ordered after its producer, a
+        host array (a DLPack export of host memory), or None if it is neither.
+
+        The producer's work on the frame may still be queued when it is handed over. A CUDA
+        array interface names the producer's stream (``stream``): an event is recorded on
+        it. A DLPack producer is asked to order its work before a stream of ours (the
+        intake), on which the event is recorded; one that cannot (PyAV's planes and
+        `focusmon.source.DeviceLuma` say so) wrote the frame on the legacy default stream,
+        where DLPack's default puts it. Either way the batch's stream waits for the event
+        on the GPU (`wait`), and the host never does.
+
+        Raises
+        ------
+        TypeError
+            For a frame on another GPU, or one its producer cannot hand over.
+        """
+        if hasattr(obj, "__cuda_array_interface__"):
+            self._check_device(obj)
+            handle = obj.__cuda_array_interface__.get("stream")
+            ready = None if handle is None else self.record(self.stream_of(handle))
+            return DeviceFrame(self._from_cai(obj), ready, obj)
+        if not hasattr(obj, "__dlpack__"):
+            return None
+        if self._check_device(obj) == _DL_CPU:
+            return np.from_dlpack(obj)
+        try:
+            view = self._from_dlpack(obj, self.intake_handle)
+            stream = self.intake
+        except (BufferError, NotImplementedError):
+            view = self._from_dlpack(obj, LEGACY_STREAM)
+            stream = self.stream_of(LEGACY_STREAM)
+        return DeviceFrame(view, self.record(stream), obj)
+
+    def _check_device(self, obj: object) -> int | None:
+        if not hasattr(obj, "__dlpack_device__"):
+            return None
+        kind, index = (int(v) for v in obj.__dlpack_device__())
+        if kind == _DL_CPU:
+            return kind
+        if kind not in (_DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED):
+            raise TypeError(f"the frame is on a device of DLPack type {kind}, not a CUDA GPU")
+        if kind == _DL_CUDA and index != self.device_id:
+            raise TypeError(
+                f"the frame is on GPU {index}, but the backend runs on GPU {self.device_id} "
+                "(Numba's current device: select it with numba.cuda.select_device, or set "
+                "CUDA_VISIBLE_DEVICES)"
+            )
+        return kind
+
+    intake: object = None
+    intake_handle: int = LEGACY_STREAM
+
+    def _from_cai(self, obj: object) -> object:
+        return cuda.as_cuda_array(obj, sync=False)  # ordered by an event instead
+
+    def _from_dlpack(self, obj: object, stream: int) -> object:
+        raise NotImplementedError
 
 
-class _CupyMemory(_NumbaMemory):
-    """The same from CuPy, which owns device memory and streams on a real GPU.
+class CupyDevice(Device):
+    """A real GPU: device memory, pinned buffers and streams from CuPy, which owns them;
+    the copies, kernels and events through Numba, on CuPy's streams.
 
-    Numba sees CuPy's memory through the CUDA array interface. ``sync=False``: Numba would
-    otherwise synchronise each array's stream before every launch and undo the overlap.
+    Numba sees CuPy's memory through the CUDA array interface, with ``sync=False``: Numba
+    would otherwise synchronise each array's stream before every launch and undo the
+    overlap of the slots. Numba's view holds its CuPy array, so the memory lives as long as
+    the view.
     """
 
     def __init__(self) -> None:
@@ -206,33 +385,53 @@ class _CupyMemory(_NumbaMemory):
         import cupyx
 
         self._cupy, self._cupyx = cupy, cupyx
-        self._owners: list[object] = []  # CuPy arrays and streams Numba's views point into
+        self.device_id = cuda.get_current_device().id
+        self._streams: list[object] = []  # CuPy's streams, which Numba's wrappers point at
+        self.intake = self.stream()
+        self.intake_handle = self._streams[-1].ptr
 
-    def stream(self):
+    def stream(self) -> object:
         owner = self._cupy.cuda.Stream(non_blocking=True)
-        self._owners.append(owner)
+        self._streams.append(owner)
         return cuda.external_stream(owner.ptr)
+
+    def stream_of(self, handle: int) -> object:
+        if handle == LEGACY_STREAM:
+            return cuda.legacy_default_stream()
+        if handle == PER_THREAD_STREAM:
+            return cuda.per_thread_default_stream()
+        return cuda.external_stream(handle)
+
+    def record(self, stream: object) -> object:
+        event = cuda.event(timing=False)
+        event.record(stream)
+        return event
+
+    def wait(self, stream: object, event: object) -> None:
+        if event is not None:
+            event.wait(stream)
 
     def host(self, n: int, dtype: np.dtype) -> np.ndarray:
         return self._cupyx.empty_pinned((n,), dtype)
 
-    def device(self, n: int, dtype: np.dtype):
-        owner = self._cupy.empty((n,), dtype)
-        self._owners.append(owner)
-        return cuda.as_cuda_array(owner, sync=False)
+    def device(self, n: int, dtype: np.dtype) -> object:
+        return cuda.as_cuda_array(self._cupy.empty((n,), dtype), sync=False)
 
-    def as_device(self, obj: object):
-        if hasattr(obj, "__cuda_array_interface__"):
-            return cuda.as_cuda_array(obj, sync=False)
-        if hasattr(obj, "__dlpack__"):  # e.g. a PyAV plane decoded on the GPU
-            owner = self._cupy.from_dlpack(obj)
-            return cuda.as_cuda_array(owner, sync=False)
-        return None
+    def _from_dlpack(self, obj: object, stream: int) -> object:
+        try:
+            capsule = obj.__dlpack__(stream=stream)
+        except TypeError:  # a producer of the first DLPack version: no stream at all
+            if stream != LEGACY_STREAM:
+                raise NotImplementedError("no stream argument") from None
+            capsule = obj.__dlpack__()
+        taken = self._cupy.from_dlpack(_Taken(capsule, obj.__dlpack_device__()))
+        return cuda.as_cuda_array(taken, sync=False)
 
 
 @dataclass
 class _Slot:
-    """One batch in flight: its stream and the buffers it owns until its result is read."""
+    """One batch in flight: its stream, the buffers it owns until its result is read, and
+    the device frames its gathers read, kept alive until then."""
 
     stream: object
     host_pix: dict[np.dtype, np.ndarray] = field(default_factory=dict)
@@ -242,6 +441,7 @@ class _Slot:
     host_out: np.ndarray | None = None
     dev_out: object = None
     pending: PendingScores | None = None
+    frames: list[DeviceFrame] = field(default_factory=list)
 
 
 def _grown(buffer, n: int, make: Callable[[int], object]):
@@ -251,27 +451,65 @@ def _grown(buffer, n: int, make: Callable[[int], object]):
     return make(max(n, 2 * (buffer.shape[0] if buffer is not None else 0), 1024))
 
 
+def parts_of(h: int, w: int, dtype: np.dtype) -> list[tuple[int, int]]:
+    """The (first tile, tiles) of each part of an (h, w) frame: whole rows of tiles, few
+    enough pixels each that its int64 sums cannot overflow (see `_PART_PIXELS`)."""
+    tiles_x, tiles = -(-w // TILE_X), blocks_of(h, w)
+    rows = max(1, _PART_PIXELS[np.dtype(dtype)] // (tiles_x * TILE_X * TILE_Y))
+    step = rows * tiles_x
+    return [(first, min(step, tiles - first)) for first in range(0, tiles, step)]
+
+
+def _default_device() -> Device:
+    if not _simulated():
+        return CupyDevice()
+    from ._numba_cuda_sim import DeferredDevice  # Numba's simulator, deferring as a GPU
+
+    return DeferredDevice()
+
+
 class NumbaCudaBackend(FusedBackend):
-    """Fused CUDA kernel over batches; buffers are kept per slot and grow as needed."""
+    """Fused CUDA kernel over batches; buffers are kept per slot and grow as needed.
+
+    A failure of the GPU rather than of a frame is raised as `BackendError`: a launch it
+    refuses (the backend stays usable), or a fault found when a batch is waited for (an
+    illegal address): CUDA errors of that kind stick to the context, so every later call
+    raises it again at once, without touching the device. The pipeline moves its streams
+    to a CPU backend on either.
+    """
 
     name = "numba-cuda"
     batches = True
 
     def __init__(self) -> None:
-        self._mem = _NumbaMemory() if _simulated() else _CupyMemory()
-        self._slots = [_Slot(self._mem.stream()) for _ in range(SLOTS)]
+        self._device = _default_device()
+        self._slots = [_Slot(self._device.stream()) for _ in range(SLOTS)]
         self._next = 0
+        self._failed: BackendError | None = None
 
     def check(self, luma: object, roi=None):
         if isinstance(luma, np.ndarray):
             return super().check(luma, roi)
-        device = self._mem.as_device(luma)
-        if device is None:
+        if isinstance(luma, DeviceFrame):
+            return cut_roi(luma, roi)
+        self._fail_fast()
+        try:
+            frame = self._device.adopt(luma)
+        except TypeError:
+            raise
+        except Exception as exc:  # a producer that cannot export (e.g. a raw PyAV plane)
+            raise TypeError(
+                f"a {type(luma).__name__} cannot be handed to the GPU: {exc} (PyAV's planes: "
+                "wrap their frame in focusmon.source.DeviceLuma)"
+            ) from exc
+        if frame is None:
             raise TypeError(
                 "`luma` must be a numpy.ndarray or a device array (CUDA array interface or "
                 f"DLPack), got {type(luma).__name__}"
             )
-        return cut_roi(device, roi)
+        if isinstance(frame, np.ndarray):
+            return super().check(frame, roi)
+        return cut_roi(frame, roi)
 
     def raw_sums(self, view: np.ndarray) -> RawSums:
         return self._launch([view]).result()[0]
@@ -279,9 +517,20 @@ class NumbaCudaBackend(FusedBackend):
     def close(self) -> None:
         """Wait for the batches in flight: their pinned buffers must outlive the copies."""
         for slot in self._slots:
-            if slot.pending is not None:
-                slot.pending.result()
-                slot.pending = None
+            pending, slot.pending = slot.pending, None
+            if pending is not None and self._failed is None:
+                pending.result()
+
+    def _fail_fast(self) -> None:
+        if self._failed is not None:
+            raise BackendError(f"the GPU failed earlier: {self._failed}") from self._failed
+
+    def _broken(self, exc: BaseException) -> BackendError:
+        if isinstance(exc, BackendError):
+            return exc
+        self._failed = BackendError(f"{type(exc).__name__}: {exc}")
+        self._failed.__cause__ = exc
+        return self._failed
 
     def _submit(self, views, scales, offsets) -> PendingScores:
         raw = self._launch(views)
@@ -295,42 +544,70 @@ class NumbaCudaBackend(FusedBackend):
 
     def _launch(self, views: list) -> PendingScores:
         """Pack, copy and launch ``views`` in the next slot; the result is their `RawSums`."""
+        self._fail_fast()
         slot = self._slots[self._next]
         self._next = (self._next + 1) % SLOTS
         if slot.pending is not None:  # its buffers still hold the previous batch's output
             slot.pending.result()
-        mem, stream, n = self._mem, slot.stream, len(views)
+        try:
+            return self._queue(slot, views)
+        except Exception as exc:
+            # Copies may be queued that read the slot's pinned buffers: let them finish
+            # before the slot is used again (and so rewritten), then fail. A launch the
+            # GPU refused leaves it usable; a fault found by that wait does not.
+            try:
+                self._device.synchronize(slot.stream)
+            except Exception as sync_exc:
+                raise self._broken(sync_exc) from exc
+            finally:
+                slot.pending, slot.frames = None, []
+            raise BackendError(
+                f"the batch could not be queued: {type(exc).__name__}: {exc}"
+            ) from exc
 
+    def _queue(self, slot: _Slot, views: list) -> PendingScores:
+        dev, stream, n = self._device, slot.stream, len(views)
         groups: dict[np.dtype, list[int]] = {}
         for i, view in enumerate(views):
             groups.setdefault(np.dtype(view.dtype), []).append(i)
+        # Frames of one sample type back to back, host frames first: one upload covers
+        # them and stops where the device frames' gathers begin.
+        for members in groups.values():
+            members.sort(key=lambda i: not isinstance(views[i], np.ndarray))
+        parts = [parts_of(*view.shape, view.dtype) for view in views]
+        n_parts = sum(len(p) for p in parts)
         blocks = [blocks_of(*view.shape) for view in views]
-        n_control = CONTROL_COLS * n + sum(blocks)
-        slot.host_control = _grown(slot.host_control, n_control, lambda m: mem.host(m, _I64))
-        slot.dev_control = _grown(slot.dev_control, n_control, lambda m: mem.device(m, _I64))
-        control = slot.host_control[: CONTROL_COLS * n].reshape(n, CONTROL_COLS)
-        block_frame = slot.host_control[CONTROL_COLS * n : n_control]
+        n_control = CONTROL_COLS * n_parts + sum(blocks)
+        slot.host_control = _grown(slot.host_control, n_control, lambda m: dev.host(m, _I64))
+        slot.dev_control = _grown(slot.dev_control, n_control, lambda m: dev.device(m, _I64))
+        control = slot.host_control[: CONTROL_COLS * n_parts].reshape(n_parts, CONTROL_COLS)
+        block_frame = slot.host_control[CONTROL_COLS * n_parts : n_control]
 
-        # Pack: frames of one sample type back to back, their blocks consecutive.
-        gathers = []  # (device view, its type, where it goes): copied on the GPU
-        uploads = []  # (type, samples): host-packed ranges to copy up
+        gathers = []  # (device frame, its type, where it goes): copied on the GPU
+        uploads = []  # (type, samples): the host-packed start of each type's pixels
         launches = []  # (type, first block, blocks): one launch per sample type
+        part_of = []  # per part: its frame
         block = 0
         for dtype, members in groups.items():
             size = sum(views[i].size for i in members)
+            host_size = sum(views[i].size for i in members if isinstance(views[i], np.ndarray))
             host = slot.host_pix[dtype] = _grown(
-                slot.host_pix.get(dtype), size, lambda m, t=dtype: mem.host(m, t)
+                slot.host_pix.get(dtype), max(host_size, 1), lambda m, t=dtype: dev.host(m, t)
             )
             slot.dev_pix[dtype] = _grown(
-                slot.dev_pix.get(dtype), size, lambda m, t=dtype: mem.device(m, t)
+                slot.dev_pix.get(dtype), size, lambda m, t=dtype: dev.device(m, t)
             )
             base, first = 0, block
             launches.append((dtype, first, sum(blocks[i] for i in members)))
             for i in members:
                 view = views[i]
                 h, w = view.shape
-                control[i] = (base, h, w, block - first)  # blocks count from the launch's
-                block_frame[block : block + blocks[i]] = i
+                for part_first, part_tiles in parts[i]:
+                    p = len(part_of)
+                    part_of.append(i)
+                    control[p] = (base, h, w, block - first)  # blocks count from the launch's
+                    start = block + part_first
+                    block_frame[start : start + part_tiles] = p
                 if isinstance(view, np.ndarray):
                     # Padded rows become one contiguous run: the only host-side copy.
                     np.copyto(host[base : base + h * w].reshape(h, w), view)
@@ -338,44 +615,53 @@ class NumbaCudaBackend(FusedBackend):
                     gathers.append((view, dtype, base))
                 base += h * w
                 block += blocks[i]
-            if any(isinstance(views[i], np.ndarray) for i in members):
-                uploads.append((dtype, size))
+            if host_size:
+                uploads.append((dtype, host_size))
 
-        out_len = n * OUT_COLS
-        slot.host_out = _grown(slot.host_out, out_len, lambda m: mem.host(m, _I64))
-        slot.dev_out = _grown(slot.dev_out, out_len, lambda m: mem.device(m, _I64))
+        out_len = n_parts * OUT_COLS
+        slot.host_out = _grown(slot.host_out, out_len, lambda m: dev.host(m, _I64))
+        slot.dev_out = _grown(slot.dev_out, out_len, lambda m: dev.device(m, _I64))
         host_out, dev_out = slot.host_out[:out_len], slot.dev_out[:out_len]
+        # The gathers read the frames after this call returns: keep them until `collect`.
+        slot.frames = [frame for frame, _, _ in gathers]
 
         # Everything below is queued on the slot's stream, in order, and returns at once.
         host_out[:] = 0  # the atomics add to zeros, which travel up with the control table
-        dev_out.copy_to_device(host_out, stream=stream)
-        slot.dev_control[:n_control].copy_to_device(slot.host_control[:n_control], stream=stream)
+        dev.upload(dev_out, host_out, stream)
+        dev.upload(slot.dev_control[:n_control], slot.host_control[:n_control], stream)
         for dtype, size in uploads:
-            slot.dev_pix[dtype][:size].copy_to_device(slot.host_pix[dtype][:size], stream=stream)
-        for view, dtype, base in gathers:  # after the upload, which wrote junk in their place
-            h, w = view.shape
-            grid = (-(-w // TPB_X), -(-h // TPB_Y))
-            gather_kernel[grid, (TPB_X, TPB_Y), stream](view, slot.dev_pix[dtype], base)
-        dev_frames = slot.dev_control[: CONTROL_COLS * n].reshape(n, CONTROL_COLS)
-        out_i = dev_out.reshape(n, OUT_COLS)
+            dev.upload(slot.dev_pix[dtype][:size], slot.host_pix[dtype][:size], stream)
+        for frame, dtype, base in gathers:
+            dev.wait(stream, frame.ready)  # its producer's work first, on the GPU
+            dev.gather(frame, slot.dev_pix[dtype], base, stream)
+        dev_parts = slot.dev_control[: CONTROL_COLS * n_parts].reshape(n_parts, CONTROL_COLS)
+        out_i = dev_out.reshape(n_parts, OUT_COLS)
         out_f = out_i.view(np.float64)
         for dtype, first, count in launches:
-            start = CONTROL_COLS * n + first
-            batch_kernel[count, (TPB_X, TPB_Y), stream](
-                slot.dev_pix[dtype], dev_frames, slot.dev_control[start : start + count],
+            start = CONTROL_COLS * n_parts + first
+            dev.launch(
+                batch_kernel, count, (TPB_X, TPB_Y), stream,
+                slot.dev_pix[dtype], dev_parts, slot.dev_control[start : start + count],
                 out_i, out_f,
             )  # fmt: skip
-        dev_out.copy_to_host(host_out, stream=stream)  # every frame's sums in one copy
+        dev.download(host_out, dev_out, stream)  # every part's sums in one copy
         shapes = [tuple(view.shape) for view in views]
 
         def collect() -> list[RawSums]:
-            stream.synchronize()
-            rows = host_out.reshape(n, OUT_COLS)
+            try:
+                dev.synchronize(stream)
+            except Exception as exc:
+                raise self._broken(exc) from None
+            finally:
+                slot.frames = []  # their gathers have run (or never will)
+            rows = host_out.reshape(n_parts, OUT_COLS)
             mags = rows.view(np.float64)[:, MAG_COL]
-            return [
-                RawSums.of_kernel(shape, [int(v) for v in rows[i, :N_INT]], float(mags[i]))
-                for i, shape in enumerate(shapes)
-            ]
+            ints = [[0] * N_INT for _ in range(n)]  # (not `views`: see slot.frames)
+            mag = [0.0] * n
+            for p, i in enumerate(part_of):
+                ints[i] = [a + int(b) for a, b in zip(ints[i], rows[p, :N_INT], strict=True)]
+                mag[i] += float(mags[p])
+            return [RawSums.of_kernel(shapes[i], ints[i], mag[i]) for i in range(n)]
 
         slot.pending = PendingScores(collect)
         return slot.pending

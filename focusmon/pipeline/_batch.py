@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._errors import ConfigError, check_int
-from ..kernels import Backend
+from ..kernels import Backend, BackendError
 from ..measures import FocusRecord, resolve_backend
 from ..source import LumaFrame, Source
 from ._frames import JOIN_TIMEOUT_S
+
+log = logging.getLogger("focusmon.pipeline")
 
 
 @dataclass(eq=False)
@@ -55,6 +58,10 @@ class BatchScorer:
 
     ``kernel_ms`` of a batched record is its batch's time (submit to results) shared out
     among the batch's frames.
+
+    If the backend fails (`BackendError`: a GPU fault), ``fall_back(name, error)`` names
+    the backend to go on with; the frames of the failed batches are scored again on it, so
+    none is lost. Without ``fall_back`` they fail with the error.
     """
 
     def __init__(
@@ -64,8 +71,10 @@ class BatchScorer:
         *,
         max_frames: int = 16,
         max_wait_s: float = 0.005,
+        fall_back: Callable[[str, BaseException], tuple[str, dict[str, object]]] | None = None,
     ) -> None:
         check_batching(max_frames, max_wait_s, 1)
+        self._fall_back = fall_back
         self.max_frames, self.max_wait_s = max_frames, float(max_wait_s)
         self._waiting: collections.deque[_Request] = collections.deque()
         self._arrived = threading.Condition()
@@ -116,26 +125,27 @@ class BatchScorer:
             ready.set()
             return
         ready.set()
+        self._backend = backend
         in_flight = None
         try:
-            with backend:
-                while True:
-                    batch = self._gather(wait=in_flight is None)
-                    if batch:
-                        submitted = self._submit(backend, batch)
-                        if in_flight is not None:  # batch k+1 is on its way: hand out k
-                            self._deliver(*in_flight)
-                        in_flight = submitted
-                    elif in_flight is not None:  # nothing else waiting: no reason to hold k
+            while True:
+                batch = self._gather(wait=in_flight is None)
+                if batch:
+                    submitted = self._submit(batch)
+                    if in_flight is not None:  # batch k+1 is on its way: hand out k
                         self._deliver(*in_flight)
-                        in_flight = None
-                    elif self._closed:
-                        break
+                    in_flight = submitted
+                elif in_flight is not None:  # nothing else waiting: no reason to hold k
+                    self._deliver(*in_flight)
+                    in_flight = None
+                elif self._closed:
+                    break
         finally:  # also if this thread fails: no stream may wait forever
             with self._arrived:
                 self._closed = True
             for request in self._drain():
                 request.finish(None, ConfigError("the batch scorer is closed"))
+            _close_quietly(self._backend)
 
     def _gather(self, *, wait: bool) -> list[_Request]:
         """The next batch: the first waiting frame (waited for if ``wait``) and what else
@@ -161,14 +171,17 @@ class BatchScorer:
             waiting, self._waiting = list(self._waiting), collections.deque()
         return waiting
 
-    def _submit(self, backend: Backend, batch: list[_Request]):
+    def _submit(self, batch: list[_Request]):
         """Start scoring ``batch``; a frame the backend refuses fails alone."""
+        backend = self._backend
         good, views = [], []
         for request in batch:
             try:
                 views.append(backend.check(request.frame.luma, request.roi))
             except (TypeError, ValueError) as exc:
                 request.finish(None, ConfigError(str(exc)))
+            except BackendError as exc:
+                return self._replace(backend, exc, batch)
             else:
                 good.append(request)
         if not good:
@@ -179,18 +192,39 @@ class BatchScorer:
                 views, scales=[r.frame.scale for r in good],
                 offsets=[r.frame.offset for r in good],
             )  # fmt: skip
+        except BackendError as exc:
+            return self._replace(backend, exc, good)
         except Exception as exc:
             for request in good:
                 request.finish(None, exc)
             return None
         self.batches += 1
         self.frames += len(good)
-        return good, pending, start
+        return good, pending, start, backend
 
-    def _deliver(self, good: list[_Request], pending, start: float) -> None:
+    def _replace(self, failed: Backend, exc: BackendError, requests: list[_Request]):
+        """Move to the fallback backend (once) and score ``requests`` on it; with no
+        fallback, fail them."""
+        if self._fall_back is None:
+            for request in requests:
+                request.finish(None, exc)
+            return None
+        if self._backend is failed:
+            name, options = self._fall_back(failed.name, exc)
+            _close_quietly(failed)
+            self._backend = resolve_backend(name, **options)
+        batch = [r for r in requests if not r.done.is_set()]
+        return self._submit(batch) if batch else None
+
+    def _deliver(self, good: list[_Request], pending, start: float, backend: Backend) -> None:
         try:
             scores = pending.result()
-        except Exception as exc:  # a device error: every frame of the batch fails
+        except BackendError as exc:  # the GPU failed: score them again elsewhere
+            again = self._replace(backend, exc, good)
+            if again is not None:
+                self._deliver(*again)
+            return
+        except Exception as exc:  # every frame of the batch fails
             for request in good:
                 request.finish(None, exc)
             return
@@ -198,3 +232,10 @@ class BatchScorer:
         for request, frame_scores in zip(good, scores, strict=True):
             frame = request.frame
             request.finish(FocusRecord(frame.index, frame.pts, frame_scores, share_ms))
+
+
+def _close_quietly(backend: Backend) -> None:
+    try:
+        backend.close()
+    except Exception as exc:  # a failed GPU may fail again on the way out
+        log.debug("closing backend %s: %s", backend.name, exc)

@@ -122,6 +122,8 @@ class Watcher:
         self._failing: set[tuple[int, str]] = set()
         self._failures_lock = threading.Lock()
         self.batcher: BatchScorer | None = None
+        self._fallbacks = 0
+        self._fallback_lock = threading.Lock()
         self._clock = clock
         self._epoch = wall_clock() - clock()  # live events carry Unix time
         self._stop = threading.Event()
@@ -169,6 +171,7 @@ class Watcher:
             self.batcher = BatchScorer(
                 self._backend, self._backend_options,
                 max_frames=self._batch, max_wait_s=self._batch_wait_s,
+                fall_back=self.fall_back,
             )  # fmt: skip
             log.info(
                 "scoring the streams' frames in batches of up to %d on %s",
@@ -287,8 +290,19 @@ class Watcher:
         if self.batcher is not None:
             yield self.batcher.score
             return
-        with resolve_backend(self._backend, **self._backend_options) as backend:
-            yield lambda frame, roi, source: analyse(backend, frame, roi, source)
+        with contextlib.ExitStack() as stack:
+            backend = stack.enter_context(resolve_backend(self._backend, **self._backend_options))
+
+            def score(frame: LumaFrame, roi: Sequence[int] | None, source: Source):
+                nonlocal backend
+                try:
+                    return analyse(backend, frame, roi, source)
+                except kernels.BackendError as exc:  # the GPU failed: the CPU goes on
+                    name, options = self.fall_back(backend.name, exc)
+                    backend = stack.enter_context(resolve_backend(name, **options))
+                    return analyse(backend, frame, roi, source)
+
+            yield score
 
     def _lost(self, source: Source, started: float) -> bool:
         state = source.state
@@ -341,6 +355,33 @@ class Watcher:
                 count = self._failures[id(sink)]
             if healed:
                 log.warning("%s: works again (%d failures in all)", name, count)
+
+    def backend_fallbacks(self) -> int:
+        """Times the backend failed and the streams moved to another (at most once per
+        backend: the GPU, then perhaps Numba on the CPU)."""
+        return self._fallbacks
+
+    def fall_back(self, failed: str, exc: BaseException) -> tuple[str, dict[str, object]]:
+        """The backend (and options) to score with after ``failed`` raised `BackendError`:
+        the next one after it that can run here, the CPU's. Said once, as an error, by the
+        first stream (or the batch scorer) to meet the failure; the rest follow."""
+        with self._fallback_lock:
+            if self._backend == failed:
+                names = kernels.names()
+                ready = kernels.available()
+                after = [n for n in names[names.index(failed) + 1 :] if ready[n] is None]
+                chosen = after[0] if after else "numpy"
+                try:  # the options it takes (``threads``), as `auto` would pass them
+                    takes = kernels.resolve(chosen, **self.config.service.backend_options)
+                except ValueError:
+                    takes = (chosen, {})
+                self._backend, self._backend_options = takes
+                self._fallbacks += 1
+                log.error(
+                    "backend %s failed (%s): every stream is scored on %s from now on",
+                    failed, exc, chosen,
+                )  # fmt: skip
+            return self._backend, dict(self._backend_options)
 
     def sink_failures(self) -> dict[str, int]:
         """Failures of each sink so far, by the sink's class name."""

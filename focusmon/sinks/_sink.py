@@ -60,6 +60,10 @@ class WatchView(Protocol):
         """How often each sink (by class name) has failed so far."""
         ...
 
+    def backend_fallbacks(self) -> int:
+        """How often the streams' backend failed and was replaced by a CPU one."""
+        ...
+
 
 @runtime_checkable
 class Sink(Protocol):

@@ -64,11 +64,14 @@ class FocusCollector(Collector):
     def __init__(
         self,
         snapshot: Callable[[], Sequence[StreamSnapshot]],
-        info: Mapping[str, str],
+        info: Mapping[str, str] | Callable[[], Mapping[str, str]],
         sink_failures: Callable[[], Mapping[str, int]] = dict,
+        backend_fallbacks: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._snapshot, self._info = snapshot, dict(info)
-        self._sink_failures = sink_failures
+        # ``info`` read at each scrape: the backend changes if the GPU fails.
+        self._snapshot = snapshot
+        self._info = info if callable(info) else (lambda fixed=dict(info): fixed)
+        self._sink_failures, self._backend_fallbacks = sink_failures, backend_fallbacks
 
     def describe(self) -> list:
         return []  # do not collect at registration: the pipeline may not be running yet
@@ -76,8 +79,14 @@ class FocusCollector(Collector):
     def collect(self) -> Iterator:
         streams = self._snapshot()
         info = InfoMetricFamily("focusmon", "Version and compute backend")
-        info.add_metric([], self._info)
+        info.add_metric([], dict(self._info()))
         yield info
+        fallbacks = CounterMetricFamily(
+            "focusmon_backend_fallbacks",
+            "Times the backend failed (a GPU fault) and the streams moved to a CPU one",
+        )
+        fallbacks.add_metric([], self._backend_fallbacks())
+        yield fallbacks
         failures = CounterMetricFamily(
             "focusmon_sink_failures", "Failures of an output (a full disk, ...)", labels=["sink"]
         )
@@ -208,7 +217,9 @@ class MetricsEndpoint(BaseSink):
 
     def start(self, watch: WatchView) -> None:
         """Serve ``watch`` from now on."""
-        self._registry.register(FocusCollector(watch.snapshot, watch.info, watch.sink_failures))
+        self._registry.register(FocusCollector(
+            watch.snapshot, lambda: watch.info, watch.sink_failures, watch.backend_fallbacks
+        ))  # fmt: skip
         self._registry.register(PROCESS_COLLECTOR)
         self._registry.register(PLATFORM_COLLECTOR)
         self._watch = watch

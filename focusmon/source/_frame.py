@@ -115,8 +115,21 @@ class DeviceLuma:
         self.dtype = dtype
 
     def __dlpack__(self, *, stream: int | None = None) -> object:
-        # PyAV exports without a stream: FFmpeg's decoder has finished the frame by the
-        # time it hands it over, so there is nothing to order against.
+        """The plane's DLPack capsule, for a consumer on the legacy default stream.
+
+        FFmpeg's NVDEC decoder queues the frame's last copy on its device context's stream,
+        which PyAV leaves unset: the legacy default stream (of the primary context, which
+        PyAV makes it share with CuPy and Numba). A consumer working there (``stream`` 1,
+        or None, DLPack's default) is ordered after that copy by the stream itself. Any
+        other stream is refused with BufferError, since this frame cannot make it wait
+        (PyAV refuses every stream): the consumer then takes it with stream 1 and orders
+        its own stream after the legacy one, as the CUDA backend does.
+        """
+        if stream not in (None, 1):
+            raise BufferError(
+                f"this frame was written on the legacy default stream; take it with "
+                f"stream=1 and wait for that stream, not on stream {stream!r}"
+            )
         return self._plane.__dlpack__()
 
     def __dlpack_device__(self) -> tuple[int, int]:

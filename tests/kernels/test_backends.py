@@ -220,3 +220,18 @@ def test_bad_scale(backend, scale):
 def test_threads_must_be_positive():
     with pytest.raises(ValueError, match="threads"):
         kernels.get("numba-cpu", threads=0)
+
+
+def test_16_bit_rows_too_long_for_exact_sums_are_refused(backend):
+    """Sums are exact int64 over bands of rows; a 16-bit row over 2^20 samples could
+    overflow a band, so it is refused by name. 8-bit rows that long are fine."""
+    from focusmon.kernels._frame import MAX_ROW_16
+
+    with pytest.raises(ValueError, match="at most 1048576"):
+        backend.scores(np.zeros((3, MAX_ROW_16 + 1), np.uint16))
+    assert backend.scores(np.zeros((3, MAX_ROW_16), np.uint16)).laplacian_var == 0.0
+    wide = np.zeros((3, MAX_ROW_16 + 1), np.uint8)
+    wide[1, ::2] = 255
+    got, want = backend.scores(wide), kernels.get("numpy").scores(wide)
+    for m in MEASURES:
+        assert getattr(got, m) == pytest.approx(getattr(want, m), rel=1e-12), m

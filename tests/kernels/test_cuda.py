@@ -24,6 +24,22 @@ def test_cuda_kernel_matches_reference_under_the_simulator():
     assert "CHECKED 30" in proc.stdout, proc.stdout
 
 
+def test_gpu_orderings_under_a_simulator_that_defers_like_a_gpu():
+    """Copies and launches wait in their streams (`_numba_cuda_sim.DeferredDevice`): frames
+    from another stream, frames released before their result, a launch error then the
+    slot reused, a device fault, frames in parts, the small-grid warning. Each unsafe
+    variant of the code (as it was before) is caught by the simulator too."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "cuda_deferred_cases.py")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 0 and "ALL PASSED" in out, out + proc.stderr
+    assert out.count("\nok ") + out.startswith("ok ") >= 14, out
+    assert out.count("ok detects") == 3, out
+
+
 def _ptx(kernel, sig, cc):
     from numba import cuda
 

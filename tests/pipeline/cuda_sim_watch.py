@@ -4,6 +4,11 @@ Watches two small clips with the CUDA backend, which batches (one frame per stre
 checks each stream's frames against the NumPy reference; prints one line per stream and
 ``BATCHED frames/batches``. Frames are tiny: the simulator runs each GPU thread as a Python
 thread.
+
+``python cuda_sim_watch.py FOLDER [STREAMS [FAULT_AT]]``: with one stream there is no
+batching (the stream owns its backend); with ``FAULT_AT`` the simulated GPU faults at that
+kernel (an illegal address, sticky), and every frame must still be scored, by the CPU
+backend the watcher falls back to: ``FELL BACK to <backend> <count>``.
 """
 
 from __future__ import annotations
@@ -23,15 +28,22 @@ from focusmon.source import SourceOptions, open_source  # noqa: E402
 from media import h264_clip  # noqa: E402
 
 
-def main(folder: Path) -> int:
+def main(folder: Path, streams: int = 2, fault_at: int = 0) -> int:
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run me under the CUDA simulator"
-    clips = [h264_clip(folder / f"s{k}.mp4", 0.2, size=f"{40 + 8 * k}x24") for k in range(2)]
+    if fault_at:
+        from focusmon.kernels._numba_cuda_sim import DeferredDevice
+
+        DeferredDevice.fault_in_kernels = fault_at
+    seconds = 0.6 if fault_at else 0.2  # frames before and after the fault
+    clips = [
+        h264_clip(folder / f"s{k}.mp4", seconds, size=f"{40 + 8 * k}x24") for k in range(streams)
+    ]
     options = SourceOptions(max_fps=10)  # two frames a clip: the simulator is slow
     records: dict[str, list] = {}
 
     specs = [StreamSpec(f"s{k}", str(c), options=options) for k, c in enumerate(clips)]
     watcher = Watcher(WatchConfig(ServiceSettings(backend="numba-cuda"), specs))
-    assert watcher._batch == 2, watcher._batch
+    assert watcher._batch == (2 if streams == 2 else 0), watcher._batch
     keep = watcher.streams[0].keep.__func__
 
     def spy(status, record, at):  # every record, as the stream keeps it
@@ -60,9 +72,12 @@ def main(folder: Path) -> int:
             )
             verdicts.append(f"{m} {'ok' if ok else 'MISMATCH'}")
         print(f"stream {status.spec.name}: {len(got)} frames: " + ", ".join(verdicts))
-    print(f"BATCHED {watcher.batcher.frames}/{watcher.batcher.batches}")
+    if watcher.batcher is not None:
+        print(f"BATCHED {watcher.batcher.frames}/{watcher.batcher.batches}")
+    if watcher.backend_fallbacks():
+        print(f"FELL BACK to {watcher.backend} {watcher.backend_fallbacks()}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), *(int(a) for a in sys.argv[2:])))

@@ -21,7 +21,7 @@ import pytest
 from focusmon import ConfigError, kernels
 from focusmon.cli import main
 from focusmon.config import ServiceSettings, StreamSpec, WatchConfig, parse
-from focusmon.kernels import MEASURES
+from focusmon.kernels import MEASURES, BackendError
 from focusmon.kernels._reference import NumpyBackend
 from focusmon.pipeline import BatchScorer, Watcher
 from focusmon.source import LumaFrame, SourceOptions, open_source
@@ -166,6 +166,52 @@ def test_a_bad_frame_fails_alone_and_a_bad_roi_is_a_config_error(spy):
         scorer.score(frames[0], None, FakeSource())
 
 
+class FaultyGpu(SpyBackend):
+    """Batches as a GPU does, and faults (a sticky device error) from its second batch."""
+
+    name = "numba-cuda"
+
+    def _submit(self, views, scales, offsets):
+        pending = super()._submit(views, scales, offsets)
+        if len(SpyBackend.log) < 2:
+            return pending
+        return type(pending)(lambda: (_ for _ in ()).throw(BackendError("illegal address")))
+
+
+def test_a_backend_fault_moves_the_batches_to_the_fallback_and_loses_no_frame(spy):
+    asked = []
+
+    def fall_back(name, exc):
+        asked.append((name, str(exc)))
+        return "numpy", {}
+
+    scorer = BatchScorer(FaultyGpu(), max_frames=2, max_wait_s=0.02, fall_back=fall_back)
+    frames = frames_of(12)
+    try:
+        results, sources = score_from_threads(scorer, frames, threads=3)
+    finally:
+        scorer.close()
+    reference = kernels.get("numpy")
+    for frame in frames:
+        assert results[frame.index].scores == reference.scores(frame.luma), frame.index
+    assert sum(s.stats.analysed for s in sources) == 12
+    assert asked == [("numba-cuda", "illegal address")]  # asked once, whatever failed after
+    assert scorer._backend.name == "numpy"
+
+
+def test_without_a_fallback_a_backend_fault_fails_the_batch_not_the_scorer(spy):
+    scorer = BatchScorer(FaultyGpu(), max_frames=1, max_wait_s=0.001)
+    frames = frames_of(3)
+    try:
+        results = [scorer.score(f, None, FakeSource()) for f in frames[:1]]
+        for frame in frames[1:]:
+            with pytest.raises(BackendError, match="illegal address"):
+                scorer.score(frame, None, FakeSource())
+    finally:
+        scorer.close()
+    assert results[0].scores == kernels.get("numpy").scores(frames[0].luma)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [({"max_frames": 0}, "batch"), ({"max_wait_s": -1}, "batch_wait_s")],
@@ -258,20 +304,56 @@ def test_hw_frames_on_a_cpu_backend_come_to_host_memory(caplog, clips):
     assert any("copied to host memory" in r.getMessage() for r in caplog.records)
 
 
+def _watch_under_the_simulator(tmp_path, *args: int) -> str:
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "cuda_sim_watch.py"), str(tmp_path), *map(str, args)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    streams = [line for line in proc.stdout.splitlines() if line.startswith("stream")]
+    assert len(streams) == (args[0] if args else 2), proc.stdout
+    for line in streams:
+        assert all(f"{m} ok" in line for m in MEASURES), line
+    return proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_watch_batches_on_the_cuda_backend_under_the_simulator(tmp_path):
     """Two streams through the real Watcher on the CUDA backend (simulated): the frames go
     through BatchScorer, the batched kernel and its slots, and score as the reference."""
+    out = _watch_under_the_simulator(tmp_path)
+    assert "BATCHED" in out and "FELL BACK" not in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streams", [2, 1], ids=["batched", "a backend per stream"])
+def test_a_gpu_fault_moves_the_streams_to_the_cpu_and_loses_no_frame(tmp_path, streams):
+    """The simulated GPU faults (an illegal address, sticky) at its third kernel: the error
+    is said once, every stream goes on on the CPU backend, and every frame is scored (the
+    failed batch again, on the CPU) as the reference scores it."""
+    out = _watch_under_the_simulator(tmp_path, streams, 3)
+    assert "FELL BACK to numba-cpu 1" in out, out
+    assert out.count("backend numba-cuda failed") == 1, out
+    assert "illegal memory access" in out, out
+
+
+def test_gpu_first_run_says_there_is_no_gpu_here_and_checks_scores_under_the_simulator():
+    """bench/gpu_first_run.py: one line and exit 0 without a GPU; under the simulator its
+    score checks run (tiny frames) and pass, each a verdict line."""
+    script = str(HERE.parents[1] / "bench" / "gpu_first_run.py")
+    if kernels.available()["numba-cuda"] is not None:
+        proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("no usable GPU here") and proc.stdout.count("\n") == 1
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "cuda_sim_watch.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "BATCHED" in proc.stdout, proc.stdout
-    for line in proc.stdout.splitlines():
-        if line.startswith("stream"):
-            assert all(f"{m} ok" in line for m in MEASURES), line
+    assert len(verdicts) == 6 and all(v.startswith("PASS") for v in verdicts), proc.stdout
+    assert "6 of 6 checks passed" in proc.stdout
 
 
 def test_bench_gpu_says_there_is_no_gpu_and_prints_nothing_else():

@@ -62,6 +62,24 @@ def test_exposition_text():
 @pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool missing: apt-get install prometheus"
 )
+def test_backend_and_its_fallbacks_are_read_at_each_scrape():
+    """After a GPU fault the streams move to the CPU: ``focusmon_info`` names the backend
+    in use now, and ``focusmon_backend_fallbacks_total`` counts the moves."""
+    now = {"backend": "numba-cuda", "fallbacks": 0}
+    registry = CollectorRegistry()
+    registry.register(FocusCollector(
+        lambda: [snapshot()], lambda: {"version": "9.9", "backend": now["backend"]},
+        backend_fallbacks=lambda: now["fallbacks"],
+    ))  # fmt: skip
+    before = generate_latest(registry).decode()
+    now.update(backend="numba-cpu", fallbacks=1)
+    after = generate_latest(registry).decode()
+    assert 'focusmon_info{backend="numba-cuda",version="9.9"} 1.0' in before
+    assert "focusmon_backend_fallbacks_total 0.0" in before
+    assert 'focusmon_info{backend="numba-cpu",version="9.9"} 1.0' in after
+    assert "focusmon_backend_fallbacks_total 1.0" in after
+
+
 def test_promtool_accepts_the_exposition():
     text = exposition(snapshot(), snapshot(name="yard"))
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,

@@ -410,3 +410,38 @@ def test_a_watched_sources_log_lines_start_with_its_stream(caplog):
     plain = open_source(f"rtsp://127.0.0.1:{port}/x", options)  # not watched: its name only
     assert plain.stream == "" and plain._said("x") == "x"
     plain.close()
+
+
+class _FakeGpuPlane:
+    """What PyAV's plane of a CUDA frame does with DLPack: exports with no stream only."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __dlpack__(self, *, stream=None):
+        self.calls.append(stream)
+        if stream is not None:
+            raise NotImplementedError("CUDA stream synchronization is not supported.")
+        return "capsule"
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+
+def test_a_device_frame_is_handed_over_only_on_the_stream_it_was_written_on():
+    """FFmpeg's NVDEC copy is queued on the legacy default stream (PyAV sets no stream of
+    its own): a consumer there (1, or DLPack's default None) gets the plane; any other
+    stream is refused with BufferError rather than silently unordered, so the consumer
+    orders itself after the legacy stream (as the CUDA backend does)."""
+    from types import SimpleNamespace
+
+    from focusmon.source import DeviceLuma
+
+    plane = _FakeGpuPlane()
+    luma = DeviceLuma(SimpleNamespace(planes=[plane], height=4, width=6), np.dtype(np.uint8))
+    assert luma.shape == (4, 6) and luma.__dlpack_device__() == (2, 0)
+    assert luma.__dlpack__(stream=1) == "capsule"
+    assert luma.__dlpack__() == "capsule"
+    with pytest.raises(BufferError, match="legacy default stream"):
+        luma.__dlpack__(stream=0x7F0012345678)
+    assert plane.calls == [None, None]  # PyAV was never given a stream it would refuse
