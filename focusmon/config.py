@@ -68,12 +68,14 @@ __all__ = [
     "ALL",
     "DEFAULT_BEST_SECONDS",
     "DEFAULT_METRICS_ADDR",
+    "FLEET",
     "INTERNAL",
     "OPTIONS",
     "SERVICE",
     "SOURCE",
     "STREAM",
     "Choice",
+    "FleetSettings",
     "Flag",
     "Integer",
     "Kind",
@@ -101,7 +103,7 @@ DEFAULT_METRICS_ADDR = "127.0.0.1:9713"
 DEFAULT_BEST_SECONDS = 10.0
 
 # Scopes: where a setting applies, and so where it goes in the file.
-SERVICE, STREAM, SOURCE, ALERTS = "service", "stream", "source", "alerts"
+SERVICE, STREAM, SOURCE, ALERTS, FLEET = "service", "stream", "source", "alerts", "fleet"
 
 
 # -- kinds of value ---------------------------------------------------------------------------
@@ -288,9 +290,10 @@ class Option:
     ----------
     key : str
         Its name in the file, the field of its scope's settings, and (with dashes) its flag.
-    scope : {"service", "stream", "source", "alerts"}
+    scope : {"service", "stream", "source", "alerts", "fleet"}
         Where it applies: the service (`ServiceSettings`), a stream (`StreamSpec`), a
-        stream's source (`SourceOptions`) or its alerts (`AlertSettings`).
+        stream's source (`SourceOptions`), its alerts (`AlertSettings`), or a fleet
+        (`FleetSettings`).
     kind : Kind
         Its type and range.
     help : str
@@ -464,6 +467,17 @@ OPTIONS: Mapping[str, Option] = {
                "time constant of the baseline's following slow changes of the scene"),
         Option("blur_threshold", ALERTS, _POSITIVE, "a fixed threshold on the normalised "
                "score instead of the learned baseline"),
+        # -- a fleet (focusmon fleet) --
+        Option("streams_per_shard", FLEET, Integer(1), "streams a shard (one Ray actor, one "
+               "Watcher) runs; it asks for as many focusmon_slots", commands=("fleet",)),
+        Option("spare_hosts", FLEET, Integer(0), "hosts the fleet may lose with every shard "
+               "still finding room (said at the start, and in status, when it cannot)",
+               commands=("fleet",)),
+        Option("save_every_s", FLEET, _SECONDS, "how often each shard saves its streams' "
+               "learned baselines to the controller (and on stop)", commands=("fleet",)),
+        Option("rebalance_every_s", FLEET, _SECONDS, "how often the controller looks for "
+               "hosts with less than their share, to move a shard there",
+               commands=("fleet",)),
     )
 }  # fmt: skip
 
@@ -540,11 +554,28 @@ class StreamSpec:
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """How ``focusmon fleet`` spreads the streams over a Ray cluster (scope ``fleet`` of
+    `OPTIONS`, the ``[fleet]`` table of the file)."""
+
+    streams_per_shard: int = 4
+    spare_hosts: int = 1
+    save_every_s: float = 10.0
+    rebalance_every_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            OPTIONS[spec.name].checked(getattr(self, spec.name), f"`fleet.{spec.name}`")
+
+
+@dataclass(frozen=True)
 class WatchConfig:
-    """A checked configuration: the service's settings and the streams (unique names)."""
+    """A checked configuration: the service's settings, the streams (unique names) and,
+    for ``focusmon fleet``, how to spread them."""
 
     service: ServiceSettings = field(default_factory=ServiceSettings)
     streams: tuple[StreamSpec, ...] = ()
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -558,7 +589,7 @@ _FIELDS: Mapping[str, Mapping[str, dataclasses.Field]] = {
     scope: {f.name: f for f in dataclasses.fields(cls)}
     for scope, cls in (
         (SERVICE, ServiceSettings), (STREAM, StreamSpec), (SOURCE, SourceOptions),
-        (ALERTS, AlertSettings),
+        (ALERTS, AlertSettings), (FLEET, FleetSettings),
     )
 }  # fmt: skip
 #: Fields of the settings that are not user settings (the code sets them).
@@ -589,6 +620,7 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
     titles = {
         SERVICE: "service", STREAM: "streams", SOURCE: "decoding and live sources",
         ALERTS: "alerts (the defaults need no calibration)",
+        FLEET: "fleet (the [fleet] table)",
     }  # fmt: skip
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in OPTIONS.values():
@@ -654,6 +686,7 @@ def from_args(args: argparse.Namespace) -> WatchConfig:
     """
     given = {k: v for k, v in vars(args).items() if k in OPTIONS}
     service = {k: v for k, v in given.items() if OPTIONS[k].scope == SERVICE}
+    fleet = {k: given.pop(k) for k in list(given) if OPTIONS[k].scope == FLEET}
     sources = list(getattr(args, "sources", None) or [])
     if getattr(args, "source", None) is not None:
         sources.append(args.source)
@@ -671,7 +704,10 @@ def from_args(args: argparse.Namespace) -> WatchConfig:
             if one in service:  # the command line's window replaces the file's
                 merged[other] = None
         merged.update(service)
-        return dataclasses.replace(config, service=_made(ServiceSettings, merged))
+        fleet = {**dataclasses.asdict(config.fleet), **fleet}
+        return dataclasses.replace(
+            config, service=_made(ServiceSettings, merged), fleet=_made(FleetSettings, fleet)
+        )
     if not sources:
         raise ConfigError("give at least one SOURCE, or --config FILE")
     keys = given.get("show_query_keys", ())
@@ -688,7 +724,9 @@ def from_args(args: argparse.Namespace) -> WatchConfig:
         StreamSpec(name, source, given.get("roi"), options, alerts)
         for name, source in zip(names, sources, strict=True)
     ]
-    return WatchConfig(_made(ServiceSettings, service), tuple(streams))
+    return WatchConfig(
+        _made(ServiceSettings, service), tuple(streams), _made(FleetSettings, fleet)
+    )
 
 
 def _scoped(values: Mapping[str, Any], scope: str) -> dict[str, Any]:
@@ -719,7 +757,7 @@ def load(path: str | Path) -> WatchConfig:
 
 def parse(data: Mapping[str, Any], origin: str = "config") -> WatchConfig:
     """Check an already parsed configuration (see `load`); ``origin`` names it in errors."""
-    top = {*_keys(SERVICE), "defaults", "streams"}
+    top = {*_keys(SERVICE), "defaults", "streams", "fleet"}
     _no_unknown(data, top, f"{origin}:")
     service = {
         k: OPTIONS[k].checked(data[k], f"{origin}: {k}") for k in _keys(SERVICE) if k in data
@@ -743,8 +781,15 @@ def parse(data: Mapping[str, Any], origin: str = "config") -> WatchConfig:
         merged = {**defaults, **raw}
         merged["alerts"] = {**defaults.get("alerts", {}), **raw.get("alerts", {})}
         specs.append(_stream(merged, where, stream_keys))
+    table = data.get("fleet", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{origin}: fleet must be a table")
+    _no_unknown(table, set(_keys(FLEET)), f"{origin}: fleet:")
+    fleet = {k: OPTIONS[k].checked(v, f"{origin}: fleet.{k}") for k, v in table.items()}
     try:
-        return WatchConfig(_made(ServiceSettings, service), tuple(specs))
+        return WatchConfig(
+            _made(ServiceSettings, service), tuple(specs), _made(FleetSettings, fleet)
+        )
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
 
@@ -775,6 +820,7 @@ _PLACES = {
     STREAM: ("a stream setting", "in [defaults] or a [[streams]] table"),
     SOURCE: ("a stream setting", "in [defaults] or a [[streams]] table"),
     ALERTS: ("an alert setting", "in [defaults.alerts] or a [streams.alerts] table"),
+    FLEET: ("a fleet setting", "in the [fleet] table"),
 }
 
 
@@ -831,6 +877,13 @@ def to_toml(config: WatchConfig) -> str:
         ]
         if alerts:
             lines += ["[streams.alerts]", *alerts]
+    fleet = [
+        f"{key} = {_toml(getattr(config.fleet, key))}"
+        for key in _keys(FLEET)
+        if getattr(config.fleet, key) != OPTIONS[key].default
+    ]
+    if fleet:
+        lines += ["", "[fleet]", *fleet]
     return "\n".join(lines).strip("\n") + "\n"
 
 

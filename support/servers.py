@@ -127,11 +127,13 @@ def ffmpeg_reason() -> str | None:
 class Process:
     """A child in its own session, so a signal reaches it and everything it started."""
 
-    def __init__(self, args: list[str], *, ready_line: str | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, ready_line: str | None = None, env: dict | None = None
+    ) -> None:
         self.args = args
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
+            text=True, start_new_session=True, env={**os.environ, **(env or {})},
         )  # fmt: skip
         if ready_line is not None:
             line = _readline(self.proc, timeout_s=15)

@@ -65,6 +65,11 @@ ROOMS = {
         {"av", "numba", "cupy", "prometheus_client", "focusmon.kernels._numba",
          "focusmon.source._live", "focusmon.scheduler._alerts"},
     ),
+    "fleet": (
+        ["focusmon/fleet/*.py"],
+        {"argparse", "focusmon.cli", "builtins.print", "sys", "focusmon.sinks",
+         "focusmon.kernels._numba", "av", "numba", "cupy"},
+    ),
     "testing": (
         ["focusmon/testing/*.py"],
         {"av", "prometheus_client", "focusmon.kernels", "focusmon.source", "focusmon.pipeline",

@@ -15,6 +15,7 @@ import logging
 import resource
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 
@@ -24,12 +25,13 @@ from .. import kernels
 from .._errors import ConfigError, FocusmonError, SourceError
 from .._text import printable
 from ..autofocus import plot_curve, run_simulated_autofocus
-from ..config import ServiceSettings, WatchConfig, from_args, load, to_toml
+from ..config import ServiceSettings, WatchConfig, from_args, load, parse_address, to_toml
 from ..kernels import Backend
 from ..measures import FocusRecord, resolve_backend
 from ..pipeline import Watcher, score_source
 from ..scheduler import PeakTracker, find_peak
 from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
+from ..sinks.discovery import DiscoveryEndpoint
 from ..sinks.metrics import load_tls
 from ..source import Scrubber, Source, open_source
 from ._output import report_losses, setup_logging
@@ -62,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(scrub(f"focusmon: error: {printable(str(exc))}"), file=sys.stderr)
         return EXIT_USAGE
     args.scrub = scrub
-    setup_logging(debug=args.debug, service=args.command == "watch", scrub=scrub)
+    setup_logging(debug=args.debug, service=args.command in ("watch", "fleet"), scrub=scrub)
     command = {
         "score": _score, "peak": _peak, "watch": _watch, "check-config": _check_config,
-        "autofocus": _autofocus, "backends": _backends,
+        "autofocus": _autofocus, "backends": _backends, "fleet": _fleet,
     }[args.command]  # fmt: skip
     try:
         return command(args)
@@ -234,6 +236,48 @@ def _watch(args: argparse.Namespace) -> int:
         watcher.close()
     failed = [s for s in watcher.streams if s.error]
     return EXIT_FAILURE if failed and len(failed) == len(watcher.streams) else EXIT_OK
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    try:
+        from ..fleet import _driver
+    except ImportError as exc:
+        why = f"focusmon fleet needs Ray: pip install 'focusmon[fleet]' ({exc})"
+        raise ConfigError(why) from None
+    if args.action == "status":
+        _print_status(_driver.Fleet.attach(args.address).status())
+        return EXIT_OK
+    if not args.config:
+        raise ConfigError("focusmon fleet needs --config FILE (the streams, as for watch)")
+    config = _config(args)
+    sd_host, sd_port = parse_address(args.sd_addr)
+    fleet = _driver.Fleet.start(config, make_sinks, address=args.address)
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    endpoint = None
+    try:
+        endpoint = DiscoveryEndpoint(sd_host, sd_port, fleet.targets, fleet.summary)
+        endpoint.start()
+        log = logging.getLogger("focusmon")
+        log.info("fleet of %d streams; Prometheus http_sd at %s/targets",
+                 len(config.streams), endpoint.url)  # fmt: skip
+        stopping.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if endpoint is not None:
+            endpoint.close()
+        fleet.stop()
+    return EXIT_OK
+
+
+def _print_status(rows: list[dict]) -> None:
+    print(f"{'shard':<12} {'state':<9} {'host':<16} {'target':<22} stream: state")
+    for row in rows:
+        streams = ", ".join(f"{s['stream']}: {s['state']}" for s in row["streams"])
+        print(f"{row['shard']:<12} {row['state']:<9} {row['host'] or '-':<16} "
+              f"{row['target'] or '-':<22} {printable(streams)}")  # fmt: skip
 
 
 def _check_config(args: argparse.Namespace) -> int:

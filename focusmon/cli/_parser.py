@@ -122,6 +122,34 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_flags(watch, "watch")
 
+    fleet = _command(
+        commands, "fleet", "run the streams of a config file as a fleet on a Ray cluster",
+        "Spread the streams of a watch config file over the hosts of a Ray cluster, in "
+        "shards (Ray actors, each a watch of its own serving /metrics on a port of its "
+        "own): Ray starts a shard again on another host when its host is lost, and the "
+        "streams' learned baselines go with it. Prometheus finds the shards at --sd-addr "
+        "(/targets, http_sd_configs). Without --address, Ray runs on this machine. "
+        "`focusmon fleet status` prints where every stream runs. Needs "
+        "pip install 'focusmon[fleet]'.",
+        "focusmon fleet --config streams.toml --address 10.0.0.1:6379 --sd-addr 0.0.0.0:9714",
+        "focusmon fleet status --address 10.0.0.1:6379",
+    )  # fmt: skip
+    fleet.add_argument(
+        "action", nargs="?", choices=("run", "status"), default="run",
+        help="run the fleet (default) or print where every stream runs",
+    )  # fmt: skip
+    fleet.add_argument("--config", metavar="FILE", help="the streams file, as for watch")
+    fleet.add_argument(
+        "--address", metavar="HOST:PORT",
+        help="the Ray cluster's head (default: start Ray on this machine)",
+    )  # fmt: skip
+    fleet.add_argument(
+        "--sd-addr", default="127.0.0.1:9714", metavar="HOST:PORT",
+        help="serve Prometheus service discovery (/targets) and the fleet's /metrics here "
+        "(default 127.0.0.1:9714)",
+    )  # fmt: skip
+    add_flags(fleet, "fleet")
+
     check = _command(
         commands, "check-config", "check a watch config file and print it, passwords hidden",
         "Check every key of a TOML file for `watch --config` without starting anything, "

@@ -356,6 +356,25 @@ class Watcher:
             if healed:
                 log.warning("%s: works again (%d failures in all)", name, count)
 
+    def learned(self) -> dict[str, dict[str, object]]:
+        """Each stream's learned baselines (`AlertTracker.learned`), by name: plain data, for
+        a fleet to keep where a stream that moves to another host finds it again."""
+        learned = {}
+        for status in self.streams:
+            with status.lock:
+                learned[status.spec.name] = status.tracker.learned()
+        return learned
+
+    def restore(self, learned: Mapping[str, object]) -> int:
+        """Give the streams back what `learned` gave (before `start`): a stream judges at
+        once, without learning again. Returns how many light levels were restored."""
+        restored = 0
+        for status in self.streams:
+            if status.spec.name in learned:
+                with status.lock:
+                    restored += status.tracker.restore(learned[status.spec.name])
+        return restored
+
     def backend_fallbacks(self) -> int:
         """Times the backend failed and the streams moved to another (at most once per
         backend: the GPU, then perhaps Numba on the CPU)."""

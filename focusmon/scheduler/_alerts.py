@@ -236,6 +236,46 @@ class AlertTracker:
         self._candidate, self._candidate_since = AlertState.NO_SIGNAL, time_s
         return self._change(AlertState.NO_SIGNAL, time_s)
 
+    def learned(self) -> dict[str, object]:
+        """What the stream has learned, as plain data (JSON-able): its baseline and contrast
+        per light level, and the contrast of the scene last judged normal. `restore` takes
+        it back, in another process (a fleet's shard started on another host)."""
+        return {
+            "levels": {
+                str(key): [level.value, level.contrast]
+                for key, level in self._levels.items()
+                if level.value is not None
+            },
+            "reference": list(self._reference) if self._reference is not None else None,
+        }
+
+    def restore(self, learned: object) -> int:
+        """Take back what `learned` gave: learned levels are judged at once, without
+        learning again. Malformed data is ignored (a stream learns anew rather than fails);
+        returns how many levels were restored."""
+        if not isinstance(learned, dict):
+            return 0
+        restored = 0
+        levels = learned.get("levels")
+        for key, pair in levels.items() if isinstance(levels, dict) else ():
+            try:
+                value, contrast = (float(v) for v in pair)
+                level_key = int(key)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value) and math.isfinite(contrast) and value >= 0 <= contrast:
+                level = self._levels.setdefault(level_key, _Baseline())
+                level.value, level.contrast, level.samples = value, contrast, []
+                restored += 1
+        reference = learned.get("reference")
+        try:
+            ref = tuple(float(v) for v in reference) if reference is not None else None
+        except (TypeError, ValueError):
+            ref = None
+        if ref is not None and len(ref) == 2 and all(math.isfinite(v) and v >= 0 for v in ref):
+            self._reference = ref
+        return restored
+
     # -- judging one frame ----------------------------------------------------------------
 
     def _judge(self, scores: FocusScores, dt: float) -> AlertState:

@@ -170,6 +170,57 @@ def test_rules_pass_their_unit_tests():
     _assert_ok(_promtool("test", "rules", RULES_TEST))
 
 
+def test_the_fleet_s_prometheus_files_are_valid_and_alert_once_per_stream():
+    """fleet.yml (http_sd of the shards), fleet_rules.yml (alerts on series aggregated per
+    stream across shards) and its unit tests: a stream that moves while blurred, and one
+    scored by two shards at once, each alert once."""
+    prometheus = DEPLOY / "prometheus"
+    _assert_ok(_promtool("check", "config", prometheus / "fleet.yml"))
+    _assert_ok(_promtool("check", "rules", prometheus / "fleet_rules.yml"))
+    _assert_ok(_promtool("test", "rules", prometheus / "fleet_rules_test.yml"))
+    yaml = pytest.importorskip("yaml")
+    for group in yaml.safe_load((prometheus / "fleet_rules.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            expr = rule["expr"]
+            if "focusmon-shards" in expr:  # a shard's own series: only through a recording
+                assert "record" in rule and "without (instance, shard, host, node)" in expr
+            if "alert" in rule:
+                assert "severity" in rule["labels"] and "for" in rule, rule["alert"]
+
+
+def test_the_k8s_manifests_validate_against_the_kubernetes_and_kuberay_schemas():
+    """deploy/k8s: the built-in kinds with kubernetes-validate (strict: no unknown field);
+    the RayCluster against KubeRay's own CRD schema (support/schemas). There is no cluster
+    here: this checks the manifests, not a deployment."""
+    import gzip
+    import json as _json
+
+    yaml = pytest.importorskip("yaml")
+    jsonschema = pytest.importorskip("jsonschema")
+    k8s = DEPLOY / "k8s"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", *sorted(k8s.glob("*.yaml"))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert "No module named" not in out, out
+    passed = out.count(" passed for resource ")
+    assert passed >= 2 and "ERROR" not in out and "failed" not in out, out
+    crd = yaml.safe_load(gzip.decompress((ROOT / "support/schemas/ray.io_rayclusters.yaml.gz")
+                                         .read_bytes()))  # fmt: skip
+    (schema,) = [v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"]
+                 if v["name"] == "v1"]  # fmt: skip
+    (cluster,) = [d for d in yaml.safe_load_all((k8s / "raycluster.yaml").read_text())
+                  if d and d["kind"] == "RayCluster"]  # fmt: skip
+    jsonschema.validate(cluster, schema)
+    groups = {g["groupName"]: g for g in cluster["spec"]["workerGroupSpecs"]}
+    for group in groups.values():  # what `ray start --resources=` gets: JSON with the slots
+        slots = _json.loads(_json.loads(group["rayStartParams"]["resources"]))
+        assert slots["focusmon_slots"] > 0
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert cluster["spec"]["rayVersion"].startswith("2.60.")
+
+
 def test_every_alert_has_for_severity_and_annotations():
     yaml = pytest.importorskip("yaml")
     (group,) = yaml.safe_load(RULES.read_text())["groups"]

@@ -282,6 +282,26 @@ def test_alerts_learn_a_baseline_and_catch_a_defocus_with_hysteresis_and_dwell()
     assert blurred.baseline == pytest.approx(1.0, rel=0.1) and blurred.score < 0.5
 
 
+def test_a_stream_given_its_learned_baselines_judges_at_once():
+    """What a fleet does when a shard starts on another host: the new tracker gets the old
+    one's learned levels (plain JSON data) and catches a blur in the first second — where
+    a tracker that learns anew would take the blurred picture for the normal one."""
+    import json
+
+    old = AlertTracker("cam")
+    run_alerts(old, steady(100) + steady(100, score=0.3, mean=30.0, std=12.0))  # day, night
+    learned = json.loads(json.dumps(old.learned()))
+    assert len(learned["levels"]) == 2
+    moved, fresh = AlertTracker("cam"), AlertTracker("cam")
+    assert moved.restore(learned) == 2
+    blurred_day = steady(30, score=0.3)
+    assert [c.state for c in run_alerts(moved, blurred_day)] == ["blurred"]
+    assert run_alerts(fresh, blurred_day) == []  # it learns the blur as normal
+    # Garbage in the store is ignored, never a failure: the stream learns anew.
+    for junk in (None, [], {"levels": {"x": [1, 2], "3": ["nan", 1], "4": [1]}}, {"levels": 5}):
+        assert AlertTracker("cam").restore(junk) == 0
+
+
 def test_short_dips_do_not_flap():
     frames = steady(60)
     for _ in range(10):
