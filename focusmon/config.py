@@ -475,6 +475,10 @@ OPTIONS: Mapping[str, Option] = {
                commands=("fleet",)),
         Option("save_every_s", FLEET, _SECONDS, "how often each shard saves its streams' "
                "learned baselines to the controller (and on stop)", commands=("fleet",)),
+        Option("gpus_per_shard", FLEET, Number(0.0, 1.0, metavar="G"), "0: shards score on "
+               "the CPU (numba-cpu where the backend is auto); more: each asks for this "
+               "share of a GPU and batches its streams there (numba-cuda)",
+               commands=("fleet",)),
         Option("rebalance_every_s", FLEET, _SECONDS, "how often the controller looks for "
                "hosts with less than their share, to move a shard there",
                commands=("fleet",)),
@@ -561,6 +565,7 @@ class FleetSettings:
     streams_per_shard: int = 4
     spare_hosts: int = 1
     save_every_s: float = 10.0
+    gpus_per_shard: float = 0.0
     rebalance_every_s: float = 5.0
 
     def __post_init__(self) -> None:

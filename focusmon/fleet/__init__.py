@@ -6,6 +6,8 @@ baselines kept by a controller actor. Needs ``pip install 'focusmon[fleet]'``; i
 
 from __future__ import annotations
 
-from ._plan import SLOTS, ShardPlan, next_move, room_after_losing, shards_of
+from ._plan import SLOTS, ShardPlan, next_move, room_after_losing, shard_service, shards_of
 
-__all__ = ["SLOTS", "ShardPlan", "next_move", "room_after_losing", "shards_of"]
+__all__ = [
+    "SLOTS", "ShardPlan", "next_move", "room_after_losing", "shard_service", "shards_of",
+]  # fmt: skip

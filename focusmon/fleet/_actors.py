@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import FleetSettings, ServiceSettings, WatchConfig
 from ..pipeline import Watcher
-from ._plan import SLOTS, ShardPlan, next_move, room_after_losing, shards_of
+from ._plan import SLOTS, ShardPlan, next_move, room_after_losing, shard_service, shards_of
 
 log = logging.getLogger("focusmon.fleet")
 
@@ -71,6 +71,8 @@ class Shard:
             target=self._save_every, args=(save_every_s,), name="save baselines", daemon=True
         )
         self._saver.start()
+        self._raylet = os.getppid()  # Ray's workers are its raylet's children
+        threading.Thread(target=self._orphaned, name="raylet watch", daemon=True).start()
         ray.get(self._controller.register.remote(
             shard_id, self.node, self.host, self.port, os.getpid(), restored
         ), timeout=CALL_TIMEOUT_S)  # fmt: skip
@@ -91,6 +93,18 @@ class Shard:
         self._save()
         self.watcher.close()
 
+    def _orphaned(self) -> None:
+        """End this process once its raylet is gone. A host that hung and wakes finds it
+        was declared dead and its raylet exits, but a worker can run on, watching streams
+        that another host has taken over. (Seen with Ray 2.60: a minute and more.)"""
+        while not self._stop.wait(1.0):
+            if not _alive(self._raylet):
+                log.warning("%s: its raylet is gone: stopping (another host took over)", self.id)
+                self._stop.set()
+                threading.Timer(5.0, os._exit, args=(1,)).start()  # whatever close does
+                self.watcher.close()
+                os._exit(1)
+
     def _snapshots(self):
         done = {s.spec.name: (s.done, s.error) for s in self.watcher.streams}
         return [
@@ -107,6 +121,17 @@ class Shard:
             ray.get(self._controller.save.remote(self.watcher.learned()), timeout=CALL_TIMEOUT_S)
         except Exception as exc:  # the controller away for a moment: next time
             log.warning("%s: baselines not saved: %s", self.id, exc)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: assume alive, as before this check
+        return True
+    return "\nState:\tZ" not in status
 
 
 @dataclass
@@ -294,11 +319,14 @@ class Controller:
         assert self._config is not None
         plan = placed.plan
         strategy = "DEFAULT" if node is None else NodeAffinitySchedulingStrategy(node, soft=True)
+        gpus = self._settings.gpus_per_shard
         actor = ray.remote(Shard).options(
-            max_restarts=-1, max_task_retries=0, num_cpus=0, resources={SLOTS: plan.slots},
-            max_concurrency=4, scheduling_strategy=strategy,
+            max_restarts=-1, max_task_retries=0, num_cpus=0, num_gpus=gpus,
+            resources={SLOTS: plan.slots}, max_concurrency=4, scheduling_strategy=strategy,
         )  # fmt: skip
-        config = dataclasses.replace(self._config, streams=plan.streams)
+        config = dataclasses.replace(
+            self._config, streams=plan.streams, service=shard_service(self._config, gpus)
+        )
         every = self._settings.save_every_s
         placed.handle = actor.remote(plan.id, config, self._make_sinks, every)
         placed.started = time.monotonic()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config import StreamSpec
+from ..config import ServiceSettings, StreamSpec, WatchConfig
 
 #: The custom Ray resource a worker host declares (``ray start --resources=
 #: '{"focusmon_slots": 12}'``): how many streams it can run. A shard asks for one a stream.
@@ -70,3 +71,15 @@ def next_move(
         if fits and size < gap:  # the two hosts end closer to their shares than they were
             return shard, target
     return None
+
+
+def shard_service(config: WatchConfig, gpus: float) -> ServiceSettings:
+    """A shard's service settings: a GPU shard scores on the GPU (batching its streams, as
+    `watch` does); a CPU shard with the backend left to ``auto`` takes Numba on the CPU
+    rather than whatever device its host happens to have."""
+    service = config.service
+    if gpus > 0:
+        return dataclasses.replace(service, backend="numba-cuda")
+    if service.backend == "auto":
+        return dataclasses.replace(service, backend="numba-cpu")
+    return service

@@ -15,12 +15,13 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("ray", reason="Ray missing: pip install 'focusmon[fleet]'")
 
-from fleet_rig import fleet_rig  # noqa: E402
+from fleet_rig import fleet_rig, processes_of  # noqa: E402
 from servers import wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(600)]
@@ -33,6 +34,19 @@ def rig(tmp_path_factory):
     with fleet_rig(tmp_path_factory.mktemp("fleet"), prometheus=True) as rig:
         yield rig
         print("fleet timings:", json.dumps(rig.timings))
+        nodes = [rig.cluster.head_node, *rig.workers]
+        pids = [pid for node in nodes for pid in processes_of(node)]
+    # Every Ray process the module started is gone (the rig shut the cluster down).
+    wait_until(lambda: not any(_alive(p) for p in pids), 60,
+               "every Ray process of the cluster gone")  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie waiting to be reaped."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
 
 
 def learned(rig) -> bool:
@@ -118,9 +132,30 @@ def test_a_hung_worker_s_shard_is_taken_over(rig):
         os.kill(raylet.pid, signal.SIGSTOP)
         hung.append((node, raylet))
 
+    rig.quiet()
+    old_pid = rig.shard_row("shard-000")["pid"]
     try:
         takeover(rig, "hang", hang)
     finally:
         for node, raylet in hung:
             os.kill(raylet.pid, signal.SIGCONT)
             rig.workers.remove(node)
+    # Woken, the hung host learns it was declared dead: its copy of the shard ends, so no
+    # stream is watched twice for longer than the takeover.
+    wait_until(lambda: not _alive(old_pid), 60, "the hung host's copy of the shard gone")
+
+
+def test_shards_with_no_host_to_go_to_wait_reported_and_run_when_one_comes(rig):
+    """The last worker lost: no host has room, so the shards wait (Ray keeps them
+    pending) and say so — in status, in the fleet's metrics, as no spare — until a host
+    joins, when they run again with their baselines."""
+    rig.quiet()
+    for node in list(rig.workers):
+        rig.crash(node)
+    wait_until(lambda: rig.fleet.summary().get("shards") == {"waiting": 2}, 90,
+               "both shards reported waiting")  # fmt: skip
+    assert {r["state"] for r in rig.fleet.status()} == {"waiting"}
+    assert rig.fleet.summary()["spare_ok"] is False and rig.fleet.targets() == []
+    rig.add_worker()
+    wait_until(rig.settled, 90, "every stream running again on the new host")
+    assert all(r["restored"] >= 2 for r in rig.fleet.status())

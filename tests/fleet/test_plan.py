@@ -7,7 +7,7 @@ import pytest
 
 from focusmon import ConfigError
 from focusmon.config import FleetSettings, StreamSpec, parse, to_toml
-from focusmon.fleet import next_move, room_after_losing, shards_of
+from focusmon.fleet import next_move, room_after_losing, shard_service, shards_of
 
 
 def specs(n: int) -> list[StreamSpec]:
@@ -72,3 +72,13 @@ def test_the_fleet_table_of_a_config_file():
         parse({"streams": [{"source": "demo"}], "spare_hosts": 2})
     with pytest.raises(ConfigError, match="streams_per_shard"):
         parse({"streams": [{"source": "demo"}], "fleet": {"streams_per_shard": 0}})
+
+
+def test_gpu_shards_score_on_the_gpu_and_cpu_shards_on_numba_cpu():
+    auto = parse({"streams": [{"source": "demo"}]})
+    assert shard_service(auto, 0.0).backend == "numba-cpu"  # not whatever the host has
+    assert shard_service(auto, 0.5).backend == "numba-cuda"
+    chosen = parse({"backend": "numpy", "streams": [{"source": "demo"}]})
+    assert shard_service(chosen, 0.0).backend == "numpy"  # a backend named is kept
+    with pytest.raises(ConfigError, match="gpus_per_shard"):
+        parse({"streams": [{"source": "demo"}], "fleet": {"gpus_per_shard": 2}})
