@@ -40,6 +40,8 @@ import dataclasses
 import difflib
 import json
 import math
+import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +91,7 @@ __all__ = [
     "Text",
     "WatchConfig",
     "add_flags",
+    "expand_env",
     "flag_type",
     "from_args",
     "load",
@@ -581,6 +584,8 @@ class WatchConfig:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     streams: tuple[StreamSpec, ...] = ()
     fleet: FleetSettings = field(default_factory=FleetSettings)
+    #: Values put in from the environment (``${NAME}``): never shown, never compared.
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -757,7 +762,53 @@ def load(path: str | Path) -> WatchConfig:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse(data, str(path))
+    data, secrets = expand_env(data, str(path))
+    config = parse(data, str(path))
+    return dataclasses.replace(config, secrets=frozenset(secrets))
+
+
+_ENV = re.compile(r"\$(\$?)\{([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def expand_env(
+    data: Any, origin: str = "config", environ: Mapping[str, str] | None = None
+) -> tuple[Any, set[str]]:
+    """``data`` (a parsed TOML file) with ``${NAME}`` in every string replaced by the
+    environment variable NAME, and the values put in (the secrets: they are hidden
+    wherever the configuration shows). ``$${NAME}`` is a literal ``${NAME}``; braces around
+    what is not a variable's name (``${7*7}``) are left as written.
+
+    Raises
+    ------
+    ConfigError
+        For a variable that is not set, naming it and where.
+    """
+    env = os.environ if environ is None else environ
+    secrets: set[str] = set()
+
+    def value(item: Any, where: str) -> Any:
+        if isinstance(item, str):
+            return _ENV.sub(lambda m: one(m, where), item)
+        if isinstance(item, Mapping):
+            return {k: value(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()}
+        if isinstance(item, list):
+            return [value(v, f"{where}[{k}]") for k, v in enumerate(item)]
+        return item
+
+    def one(match: re.Match, where: str) -> str:
+        escaped, name = match.groups()
+        if escaped:
+            return "${" + name + "}"
+        if not _ENV_NAME.fullmatch(name):  # not a name (a template payload): as written
+            return match.group(0)
+        if name not in env:
+            raise ConfigError(f"{origin}: {where}: the environment variable {name} is not set")
+        if env[name]:
+            secrets.add(env[name])
+        return env[name]
+
+    return value(data, ""), secrets
 
 
 def parse(data: Mapping[str, Any], origin: str = "config") -> WatchConfig:
@@ -889,7 +940,11 @@ def to_toml(config: WatchConfig) -> str:
     ]
     if fleet:
         lines += ["", "[fleet]", *fleet]
-    return "\n".join(lines).strip("\n") + "\n"
+    text = "\n".join(lines).strip("\n") + "\n"
+    for secret in sorted(config.secrets, key=len, reverse=True):
+        for form in {secret, json.dumps(secret, ensure_ascii=False)[1:-1]}:
+            text = text.replace(form, "***")
+    return text
 
 
 def _toml(value: Any, *, safe: bool = False) -> str:

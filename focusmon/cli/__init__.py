@@ -86,9 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _config(args: argparse.Namespace) -> WatchConfig:
     """The command line's configuration, its sources' secrets known to the scrubber."""
     config = from_args(args)
+    _know_secrets(args, config)
+    return config
+
+
+def _know_secrets(args: argparse.Namespace, config: WatchConfig) -> None:
+    """Tell the scrubber every source's secrets and every value from the environment."""
     for spec in config.streams:
         args.scrub.add(spec.source, spec.options.show_query_keys)
-    return config
+    for secret in config.secrets:
+        args.scrub.add_secret(secret)
 
 
 # -- score and peak -----------------------------------------------------------------------------
@@ -282,8 +289,7 @@ def _print_status(rows: list[dict]) -> None:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load(args.file)
-    for spec in config.streams:
-        args.scrub.add(spec.source, spec.options.show_query_keys)
+    _know_secrets(args, config)
     service = config.service
     if service.tls_cert is not None and service.tls_key is not None:
         load_tls(service.tls_cert, service.tls_key)  # read only: nothing is served

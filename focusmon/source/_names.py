@@ -154,6 +154,11 @@ class Scrubber:
             self._urls[spec] = safe_name(spec, show_query_keys)
             self._parts.update(s for s in secrets if s != spec)
 
+    def add_secret(self, secret: str) -> None:
+        """Hide ``secret`` itself wherever it shows (a value from the environment)."""
+        if secret:
+            self._parts.add(secret)
+
     def __call__(self, text: str) -> str:
         for url in sorted(self._urls, key=len, reverse=True):
             text = text.replace(url, self._urls[url])

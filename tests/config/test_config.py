@@ -265,3 +265,45 @@ def test_check_config_prints_the_redacted_file_and_exits_0_or_2(capsys, tmp_path
     assert "hunter" not in err
     assert main(["check-config", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
+
+
+def test_secrets_come_from_the_environment_and_never_show(tmp_path, monkeypatch, capsys):
+    """``${NAME}`` in any string of the file is the environment variable NAME: a file can be
+    shared without its passwords. An unset one is an error naming it and where; the values
+    put in are hidden by check-config and by every log and error line."""
+    from focusmon.config import expand_env, load
+
+    monkeypatch.setenv("CAM_PASS", "s3cr'et pa$$")
+    monkeypatch.setenv("CAM_HOST", "10.0.0.5")
+    path = tmp_path / "streams.toml"
+    path.write_text(
+        '[[streams]]\nname = "door"\n'
+        'source = "rtsp://admin:${CAM_PASS}@${CAM_HOST}/stream1"\n'
+        'ffmpeg_options = { user_agent = "agent $${NOT_A_VARIABLE}" }\n'
+    )
+    config = load(path)
+    spec = config.streams[0]
+    assert spec.source == "rtsp://admin:s3cr'et pa$$@10.0.0.5/stream1"
+    assert spec.options.ffmpeg_options["user_agent"] == "agent ${NOT_A_VARIABLE}"
+    assert config.secrets == {"s3cr'et pa$$", "10.0.0.5"}
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cr'et" not in out and "10.0.0.5" not in out and "***" in out
+
+    monkeypatch.delenv("CAM_PASS")
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "streams[0].source: the environment variable CAM_PASS is not set" in err
+    assert expand_env({"a": "${7*7} ${jndi:x}"}, environ={}) == ({"a": "${7*7} ${jndi:x}"}, set())
+    assert expand_env({"a": ["${X}", 3]}, environ={"X": "y"}) == ({"a": ["y", 3]}, {"y"})
+
+
+def test_a_secret_from_the_environment_is_scrubbed_from_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EVENTS_TOKEN", "tok-4f9a2c")
+    path = tmp_path / "streams.toml"
+    path.write_text(
+        'events = "/nonexistent-dir/${EVENTS_TOKEN}/events.jsonl"\n[[streams]]\nsource = "demo"\n'
+    )
+    code = main(["watch", "--config", str(path), "--no-metrics"])
+    err = capsys.readouterr().err
+    assert code != 0 and "tok-4f9a2c" not in err and "***" in err, err
