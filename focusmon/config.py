@@ -89,6 +89,7 @@ __all__ = [
     "ServiceSettings",
     "StreamSpec",
     "Text",
+    "Urls",
     "WatchConfig",
     "add_flags",
     "expand_env",
@@ -261,6 +262,17 @@ class Names(Kind):
 
 
 @dataclass(frozen=True)
+class Urls(Names):
+    """A list of URLs; on the command line one a flag (the flag is repeated)."""
+
+    what: str = "a list of URLs"  # type: ignore[misc]
+    metavar: str | None = "URL"
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return self.check([text.strip()])
+
+
+@dataclass(frozen=True)
 class Pairs(Kind):
     """A table of names and values (FFmpeg's options); on the command line ``NAME=VALUE``,
     one per flag."""
@@ -395,6 +407,10 @@ OPTIONS: Mapping[str, Option] = {
                "save nothing for a window whose best normalised score is below S"),
         Option("best_keep", SERVICE, Integer(1),
                "keep only the newest N saved frames of each stream (default: all)"),
+        Option("webhook", SERVICE, Urls(), "POST each state change as JSON to this URL "
+               "(the flag is repeatable; retried, never slowing a stream)"),
+        Option("webhook_secret", SERVICE, Text("a string", "SECRET"), "sign each webhook "
+               "request: X-Focusmon-Signature: sha256=HMAC-SHA256(secret, body)"),
         # -- the service: scoring --
         Option("backend", SERVICE, Choice(_backends), "the compute backend (`focusmon "
                "backends` says which can run here)", commands=ALL),
@@ -507,6 +523,8 @@ class ServiceSettings:
     best_seconds: float | None = None
     best_floor: float | None = None
     best_keep: int | None = None
+    webhook: tuple[str, ...] = ()
+    webhook_secret: str | None = None
     backend: str = "auto"
     threads: int | None = None
     batch: int | None = None
@@ -656,7 +674,7 @@ def _add_flag(group: argparse._ArgumentGroup, option: Option) -> None:
         return
 
     parse = flag_type(kind)
-    repeated = isinstance(kind, Pairs) or option.key == "name"
+    repeated = isinstance(kind, Pairs) or option.key in ("name", "webhook")
     extra = dict(action="append") if repeated else {}
     if isinstance(kind, Choice):
         extra["choices"] = kind.values()
@@ -695,6 +713,8 @@ def from_args(args: argparse.Namespace) -> WatchConfig:
         one per source) or a value the settings refuse.
     """
     given = {k: v for k, v in vars(args).items() if k in OPTIONS}
+    if "webhook" in given:  # repeated, each a list of names
+        given["webhook"] = tuple(url for urls in given["webhook"] for url in urls)
     service = {k: v for k, v in given.items() if OPTIONS[k].scope == SERVICE}
     fleet = {k: given.pop(k) for k in list(given) if OPTIONS[k].scope == FLEET}
     sources = list(getattr(args, "sources", None) or [])
@@ -903,6 +923,8 @@ def _no_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
 
 #: FFmpeg options whose whole value may be a credential (an ``Authorization:`` header).
 _SECRET_FFMPEG = frozenset({"headers"})
+#: Settings that are secrets as a whole: never shown.
+SECRET_KEYS = frozenset({"webhook_secret"})
 
 
 def to_toml(config: WatchConfig) -> str:
@@ -913,7 +935,8 @@ def to_toml(config: WatchConfig) -> str:
     for key in _keys(SERVICE):
         value = getattr(config.service, key)
         if value != OPTIONS[key].default:
-            lines.append(f"{key} = {_toml(value)}")
+            shown = '"***"' if key in SECRET_KEYS else _toml(value)
+            lines.append(f"{key} = {shown}")
     for spec in config.streams:
         source = safe_name(spec.source, spec.options.show_query_keys)
         lines += ["", "[[streams]]", f"name = {_toml(spec.name)}"]

@@ -33,6 +33,7 @@ from ..scheduler import PeakTracker, find_peak
 from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
 from ..sinks.discovery import DiscoveryEndpoint
 from ..sinks.metrics import load_tls
+from ..sinks.webhook import WebhookSink
 from ..source import Scrubber, Source, open_source
 from ._output import report_losses, setup_logging
 from ._parser import UsageError, build_parser
@@ -96,6 +97,10 @@ def _know_secrets(args: argparse.Namespace, config: WatchConfig) -> None:
         args.scrub.add(spec.source, spec.options.show_query_keys)
     for secret in config.secrets:
         args.scrub.add_secret(secret)
+    for url in config.service.webhook:
+        args.scrub.add(url)
+    if config.service.webhook_secret:
+        args.scrub.add_secret(config.service.webhook_secret)
 
 
 # -- score and peak -----------------------------------------------------------------------------
@@ -193,6 +198,8 @@ def make_sinks(service: ServiceSettings) -> list[Sink]:
             sinks.append(EventWriter(service.events))
         if service.save_best:
             sinks.append(FrameSaver(service.save_best, keep=service.best_keep))
+        for url in service.webhook:
+            sinks.append(WebhookSink(url, secret=service.webhook_secret))
         address = service.metrics_address
         if address is not None:
             sinks.append(

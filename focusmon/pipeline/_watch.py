@@ -403,13 +403,24 @@ class Watcher:
             return self._backend, dict(self._backend_options)
 
     def sink_failures(self) -> dict[str, int]:
-        """Failures of each sink so far, by the sink's class name."""
+        """Failures of each sink so far, by the sink's label (its class name unless it
+        says otherwise): calls that raised, and what a sink delivering on a thread of its
+        own counts itself (``failures``)."""
         with self._failures_lock:
             counts: dict[str, int] = {}
             for sink in self._sinks:
-                name = type(sink).__name__
-                counts[name] = counts.get(name, 0) + self._failures.get(id(sink), 0)
+                name = _label(sink)
+                own = int(getattr(sink, "failures", 0))
+                counts[name] = counts.get(name, 0) + self._failures.get(id(sink), 0) + own
             return counts
+
+    def sink_drops(self) -> dict[str, int]:
+        """Messages each sink dropped (its queue full: a receiver too slow or gone)."""
+        counts: dict[str, int] = {}
+        for sink in self._sinks:
+            if hasattr(sink, "dropped"):
+                counts[_label(sink)] = counts.get(_label(sink), 0) + int(sink.dropped)
+        return counts
 
     # -- what the sinks read --------------------------------------------------------------
 
@@ -465,3 +476,7 @@ class Watcher:
                     how += f"; skipping frames: {status.unfit_why}"
             lines.append(f"{status.spec.name}: {how}")
         return lines
+
+
+def _label(sink: Sink) -> str:
+    return str(getattr(sink, "label", type(sink).__name__))

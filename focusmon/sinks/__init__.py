@@ -6,6 +6,7 @@
 * `FrameSaver` — each window's sharpest frame as an image with a JSON sidecar, the newest
   ``keep`` per stream.
 * `MetricsEndpoint` — ``/metrics`` and ``/healthz`` (HTTP or HTTPS), read at scrape time.
+* `WebhookSink` — a JSON POST per state change, from a queue and a thread of its own.
 
 Sinks only write what they are given or read: they never change the scheduler's state or
 call a kernel. Each is safe to call from several stream threads.
@@ -18,6 +19,7 @@ from .events import EventWriter
 from .frames import FrameSaver, safe_name
 from .log import StateLog
 from .metrics import MetricsEndpoint
+from .webhook import WebhookSink
 
 __all__ = [
     "BaseSink",
@@ -28,5 +30,6 @@ __all__ = [
     "StateLog",
     "StreamSnapshot",
     "WatchView",
+    "WebhookSink",
     "safe_name",
 ]

@@ -60,6 +60,10 @@ class WatchView(Protocol):
         """How often each sink (by class name) has failed so far."""
         ...
 
+    def sink_drops(self) -> Mapping[str, int]:
+        """How many messages each sink with a queue dropped."""
+        ...
+
     def backend_fallbacks(self) -> int:
         """How often the streams' backend failed and was replaced by a CPU one."""
         ...

@@ -67,11 +67,13 @@ class FocusCollector(Collector):
         info: Mapping[str, str] | Callable[[], Mapping[str, str]],
         sink_failures: Callable[[], Mapping[str, int]] = dict,
         backend_fallbacks: Callable[[], int] = lambda: 0,
+        sink_drops: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         # ``info`` read at each scrape: the backend changes if the GPU fails.
         self._snapshot = snapshot
         self._info = info if callable(info) else (lambda fixed=dict(info): fixed)
         self._sink_failures, self._backend_fallbacks = sink_failures, backend_fallbacks
+        self._sink_drops = sink_drops
 
     def describe(self) -> list:
         return []  # do not collect at registration: the pipeline may not be running yet
@@ -93,6 +95,13 @@ class FocusCollector(Collector):
         for sink, count in sorted(self._sink_failures().items()):
             failures.add_metric([sink], count)
         yield failures
+        drops = CounterMetricFamily(
+            "focusmon_sink_dropped", "Messages an output dropped (its queue full: a receiver "
+            "too slow or gone)", labels=["sink"],
+        )  # fmt: skip
+        for sink, count in sorted(self._sink_drops().items()):
+            drops.add_metric([sink], count)
+        yield drops
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("stream",)):
             return GaugeMetricFamily(name, doc, labels=list(labels))
@@ -218,7 +227,8 @@ class MetricsEndpoint(BaseSink):
     def start(self, watch: WatchView) -> None:
         """Serve ``watch`` from now on."""
         self._registry.register(FocusCollector(
-            watch.snapshot, lambda: watch.info, watch.sink_failures, watch.backend_fallbacks
+            watch.snapshot, lambda: watch.info, watch.sink_failures, watch.backend_fallbacks,
+            watch.sink_drops,
         ))  # fmt: skip
         self._registry.register(PROCESS_COLLECTOR)
         self._registry.register(PLATFORM_COLLECTOR)

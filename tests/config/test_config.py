@@ -307,3 +307,20 @@ def test_a_secret_from_the_environment_is_scrubbed_from_errors(tmp_path, monkeyp
     code = main(["watch", "--config", str(path), "--no-metrics"])
     err = capsys.readouterr().err
     assert code != 0 and "tok-4f9a2c" not in err and "***" in err, err
+
+
+def test_webhooks_in_a_config_file_and_their_secret_never_shown(tmp_path, capsys):
+    path = tmp_path / "streams.toml"
+    path.write_text(
+        'webhook = ["https://hooks.example.net/x?token=t0k3n", "http://10.0.0.9/alert"]\n'
+        'webhook_secret = "sh4red-s3cret"\n[[streams]]\nsource = "demo"\n'
+    )
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "t0k3n" not in out and "sh4red-s3cret" not in out
+    assert 'webhook_secret = "***"' in out and "https://hooks.example.net/x?***" in out
+    args = build_parser().parse_args(["watch", "demo", "--webhook", "http://a/1,2",
+                                      "--webhook", "http://b/3"])  # fmt: skip
+    from focusmon.config import from_args
+
+    assert from_args(args).service.webhook == ("http://a/1,2", "http://b/3")  # commas kept
