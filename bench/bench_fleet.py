@@ -85,7 +85,7 @@ def costs(seconds: float = 20.0) -> list[tuple[str, float, float]]:
     with tempfile.TemporaryDirectory() as tmp, fleet_rig(Path(tmp)) as rig:
         rig.quiet()
         time.sleep(5)
-        shard_pids = {r["node"]: _pid_of(rig, r["shard"]) for r in rig.fleet.status()}
+        shard_pids = {r["node"]: r["pid"] for r in rig.fleet.status()}
         per_node = {w.node_id: processes_of(w) for w in rig.workers}
         before = {pid: cpu_s(pid) for pids in per_node.values() for pid in pids}
         time.sleep(seconds)
@@ -112,10 +112,6 @@ def costs(seconds: float = 20.0) -> list[tuple[str, float, float]]:
             proc.terminate()
             proc.wait(20)
     return rows
-
-
-def _pid_of(rig, shard: str) -> int | None:
-    return rig.shard_row(shard).get("pid")
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ on a host with room when its host is lost), the controller detached and named.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -274,7 +275,7 @@ class Controller:
             states = {sid: self._state(p) for sid, p in self._shards.items()}
             needed = sum(p.plan.slots for p in self._shards.values())
             capacity = self._capacity()
-        counts = {state: list(states.values()).count(state) for state in set(states.values())}
+        counts = dict(collections.Counter(states.values()))
         return {
             "shards": counts,
             "streams": sum(len(p.plan.streams) for p in self._shards.values()),
