@@ -43,6 +43,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,7 +344,8 @@ class Option:
         try:
             return self.kind.check(value)
         except ValueError as exc:
-            raise ConfigError(f"{where} {exc}, got {value!r}") from None
+            shown = redact(value) if isinstance(value, str) else value
+            raise ConfigError(f"{where} {exc}, got {shown!r}") from None
 
 
 #: The commands that score a source: they all take its decoding flags.
@@ -363,6 +365,17 @@ def parse_address(text: str) -> tuple[str, int]:
         raise ConfigError(f"--metrics-addr must be HOST:PORT, got {text!r}")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)
+
+
+def _mqtt_url(text: str) -> None:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(text)
+
+
+def _topic_levels(text: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", text):
+        raise ValueError(text)
 
 
 def _backends() -> tuple[str, ...]:
@@ -411,6 +424,18 @@ OPTIONS: Mapping[str, Option] = {
                "(the flag is repeatable; retried, never slowing a stream)"),
         Option("webhook_secret", SERVICE, Text("a string", "SECRET"), "sign each webhook "
                "request: X-Focusmon-Signature: sha256=HMAC-SHA256(secret, body)"),
+        Option("mqtt", SERVICE, Text("mqtt(s)://[USER:PASSWORD@]HOST[:PORT][/PREFIX]", "URL",
+               _mqtt_url), "publish each stream's state to this MQTT broker, under PREFIX "
+               "(default focusmon), with Home Assistant discovery; in the file also a table "
+               "{ url = ..., ca_file = ..., discovery = ..., discovery_prefix = ... }"),
+        Option("mqtt_ca_file", SERVICE, Text("a path", "PEM"), "mqtts: trust the broker's "
+               "certificate by this CA (default: the system's)"),
+        Option("mqtt_discovery", SERVICE, Flag(), "publish Home Assistant discovery configs: "
+               "a device per stream (--no-mqtt-discovery: none)"),
+        Option("mqtt_discovery_prefix", SERVICE, Text("topic levels", "PREFIX", _topic_levels),
+               "Home Assistant's discovery prefix"),
+        Option("mqtt_remove_stale", SERVICE, Flag(), "remove the Home Assistant entities of "
+               "streams no longer in the configuration (--no-mqtt-remove-stale: keep them)"),
         # -- the service: scoring --
         Option("backend", SERVICE, Choice(_backends), "the compute backend (`focusmon "
                "backends` says which can run here)", commands=ALL),
@@ -525,6 +550,11 @@ class ServiceSettings:
     best_keep: int | None = None
     webhook: tuple[str, ...] = ()
     webhook_secret: str | None = None
+    mqtt: str | None = None
+    mqtt_ca_file: str | None = None
+    mqtt_discovery: bool = True
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_remove_stale: bool = True
     backend: str = "auto"
     threads: int | None = None
     batch: int | None = None
@@ -835,6 +865,7 @@ def parse(data: Mapping[str, Any], origin: str = "config") -> WatchConfig:
     """Check an already parsed configuration (see `load`); ``origin`` names it in errors."""
     top = {*_keys(SERVICE), "defaults", "streams", "fleet"}
     _no_unknown(data, top, f"{origin}:")
+    data = _mqtt_table(data, origin)
     service = {
         k: OPTIONS[k].checked(data[k], f"{origin}: {k}") for k in _keys(SERVICE) if k in data
     }
@@ -868,6 +899,26 @@ def parse(data: Mapping[str, Any], origin: str = "config") -> WatchConfig:
         )
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _mqtt_table(data: Mapping[str, Any], origin: str) -> Mapping[str, Any]:
+    """``mqtt = { url = ..., ca_file = ... }`` as the service's ``mqtt = ...``,
+    ``mqtt_ca_file = ...`` (the flags' names)."""
+    table = data.get("mqtt")
+    if not isinstance(table, Mapping):
+        return data
+    where = f"{origin}: mqtt"
+    known = {"url", *(k.removeprefix("mqtt_") for k in _keys(SERVICE) if k.startswith("mqtt_"))}
+    _no_unknown(table, known, f"{where}:")
+    if "url" not in table:
+        raise ConfigError(f"{where}: url is missing")
+    flat = {k: v for k, v in data.items() if k != "mqtt"}
+    for key, value in table.items():
+        name = "mqtt" if key == "url" else f"mqtt_{key}"
+        if name in flat:
+            raise ConfigError(f"{where}: {key} is also given as {name}: give it once")
+        flat[name] = OPTIONS[name].checked(value, f"{where}.{key}")
+    return flat
 
 
 def _stream(raw: Mapping[str, Any], where: str, known: set[str]) -> StreamSpec:

@@ -33,6 +33,7 @@ from ..scheduler import PeakTracker, find_peak
 from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
 from ..sinks.discovery import DiscoveryEndpoint
 from ..sinks.metrics import load_tls
+from ..sinks.mqtt import MqttSink, parse_url
 from ..sinks.webhook import WebhookSink
 from ..source import Scrubber, Source, open_source
 from ._output import report_losses, setup_logging
@@ -97,7 +98,7 @@ def _know_secrets(args: argparse.Namespace, config: WatchConfig) -> None:
         args.scrub.add(spec.source, spec.options.show_query_keys)
     for secret in config.secrets:
         args.scrub.add_secret(secret)
-    for url in config.service.webhook:
+    for url in (*config.service.webhook, config.service.mqtt or ""):
         args.scrub.add(url)
     if config.service.webhook_secret:
         args.scrub.add_secret(config.service.webhook_secret)
@@ -190,8 +191,8 @@ def _peak(args: argparse.Namespace) -> int:
 
 def make_sinks(service: ServiceSettings) -> list[Sink]:
     """The sinks ``service`` asks for, in the order they are told of a change: the log
-    line, the events file, the frame saver, the metrics endpoint. Each is ready (a file
-    open, a port bound), or none is: ConfigError says why."""
+    line, the events file, the frame saver, the webhooks, MQTT, the metrics endpoint. Each
+    is ready (a file open, a port bound), or none is: ConfigError says why."""
     sinks: list[Sink] = [StateLog()]
     try:
         if service.events:
@@ -200,6 +201,12 @@ def make_sinks(service: ServiceSettings) -> list[Sink]:
             sinks.append(FrameSaver(service.save_best, keep=service.best_keep))
         for url in service.webhook:
             sinks.append(WebhookSink(url, secret=service.webhook_secret))
+        if service.mqtt:
+            sinks.append(MqttSink(
+                service.mqtt, ca_file=service.mqtt_ca_file, discovery=service.mqtt_discovery,
+                discovery_prefix=service.mqtt_discovery_prefix,
+                remove_stale=service.mqtt_remove_stale,
+            ))  # fmt: skip
         address = service.metrics_address
         if address is not None:
             sinks.append(
@@ -300,6 +307,8 @@ def _check_config(args: argparse.Namespace) -> int:
     service = config.service
     if service.tls_cert is not None and service.tls_key is not None:
         load_tls(service.tls_cert, service.tls_key)  # read only: nothing is served
+    if service.mqtt:
+        parse_url(service.mqtt)  # its prefix and port: nothing is connected
     count = len(config.streams)
     print(f"# {args.file}: valid, {count} stream{'s' * (count != 1)}; credentials shown as ***")
     print(to_toml(config), end="")

@@ -76,8 +76,9 @@ def next_move(
 def shard_service(config: WatchConfig, gpus: float) -> ServiceSettings:
     """A shard's service settings: a GPU shard scores on the GPU (batching its streams, as
     `watch` does); a CPU shard with the backend left to ``auto`` takes Numba on the CPU
-    rather than whatever device its host happens to have."""
-    service = config.service
+    rather than whatever device its host happens to have. A shard's MQTT client leaves
+    the other shards' Home Assistant entities alone (it knows only its own streams)."""
+    service = dataclasses.replace(config.service, mqtt_remove_stale=False)
     if gpus > 0:
         return dataclasses.replace(service, backend="numba-cuda")
     if service.backend == "auto":

@@ -7,6 +7,7 @@
   ``keep`` per stream.
 * `MetricsEndpoint` — ``/metrics`` and ``/healthz`` (HTTP or HTTPS), read at scrape time.
 * `WebhookSink` — a JSON POST per state change, from a queue and a thread of its own.
+* `MqttSink` — each stream's state on an MQTT broker, with Home Assistant discovery.
 
 Sinks only write what they are given or read: they never change the scheduler's state or
 call a kernel. Each is safe to call from several stream threads.
@@ -19,6 +20,7 @@ from .events import EventWriter
 from .frames import FrameSaver, safe_name
 from .log import StateLog
 from .metrics import MetricsEndpoint
+from .mqtt import MqttSink
 from .webhook import WebhookSink
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "EventWriter",
     "FrameSaver",
     "MetricsEndpoint",
+    "MqttSink",
     "Sink",
     "StateLog",
     "StreamSnapshot",

@@ -16,20 +16,11 @@ import urllib.request
 from .._errors import ConfigError
 from ..scheduler import StateChange
 from ._sink import BaseSink
+from ._url import shown
 
 log = logging.getLogger("focusmon.sinks")
 
 SIGNATURE_HEADER = "X-Focusmon-Signature"
-
-
-def shown(url: str) -> str:
-    """``url`` as logs show it: scheme, host, port and path; no user info, no query."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    secret = "***@" if parts.username or parts.password else ""
-    query = "?***" if parts.query else ""
-    return f"{parts.scheme}://{secret}{host}{port}{parts.path}{query}"
 
 
 class WebhookSink(BaseSink):

@@ -10,8 +10,6 @@ import json
 import threading
 import time
 
-import cv2
-import numpy as np
 import pytest
 
 from focusmon import ConfigError
@@ -19,7 +17,6 @@ from focusmon.cli import main
 from focusmon.scheduler import AlertState, StateChange
 from focusmon.sinks import WebhookSink
 
-from media import write_video
 from servers import poll
 
 SECRET = "w3bh00k-s3cret"
@@ -60,20 +57,6 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def defocus_clip(tmp_path_factory, camera):
-    """10 fps, 9 s: sharp, then blurred from 4 s to 6 s, then sharp."""
-    rng = np.random.default_rng(0)
-    frames = []
-    for i in range(90):
-        view = camera[100:340, 100 + i % 20 : 420 + i % 20].astype(np.float64)
-        if 40 <= i < 60:
-            view = cv2.GaussianBlur(view, (0, 0), 3.0)
-        frames.append(np.clip(view + rng.normal(0, 2, view.shape), 0, 255).astype(np.uint8))
-    return write_video(tmp_path_factory.mktemp("clip") / "defocus.mkv", frames,
-                       pix_fmt="gray", rate=10)  # fmt: skip
 
 
 @pytest.fixture
