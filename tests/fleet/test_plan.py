@@ -80,5 +80,8 @@ def test_gpu_shards_score_on_the_gpu_and_cpu_shards_on_numba_cpu():
     assert shard_service(auto, 0.5).backend == "numba-cuda"
     chosen = parse({"backend": "numpy", "streams": [{"source": "demo"}]})
     assert shard_service(chosen, 0.0).backend == "numpy"  # a backend named is kept
+    # A shard's MQTT client knows only its streams: it must not clear the others' entities.
+    mqtt = parse({"mqtt": "mqtt://127.0.0.1/x", "streams": [{"source": "demo"}]})
+    assert mqtt.service.mqtt_remove_stale and not shard_service(mqtt, 0.0).mqtt_remove_stale
     with pytest.raises(ConfigError, match="gpus_per_shard"):
         parse({"streams": [{"source": "demo"}], "fleet": {"gpus_per_shard": 2}})

@@ -261,8 +261,10 @@ def test_alertmanager_config_is_valid_and_inhibits_per_stream():
     assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
     yaml = pytest.importorskip("yaml")
     data = yaml.safe_load(config.read_text())
-    assert data["route"]["group_by"] == ["alertname", "stream"]
-    (camera,) = [r for r in data["inhibit_rules"] if r["equal"] == ["stream"]]
+    # A stream's name is unique per instance only: same-named cameras of two instances are
+    # two cameras, neither holding back the other's alerts.
+    assert data["route"]["group_by"] == ["alertname", "instance", "stream"]
+    (camera,) = [r for r in data["inhibit_rules"] if r["equal"] == ["instance", "stream"]]
     assert "FocusmonNoSignal|FocusmonStreamDark" in camera["source_matchers"][0]
     assert "FocusmonStreamBlurred|FocusmonStreamObstructed" in camera["target_matchers"][0]
     routes = subprocess.run(
