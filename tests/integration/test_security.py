@@ -353,10 +353,14 @@ def test_credentials_stay_out_of_a_failing_score(capsys, caplog, url):
 
 def test_a_usage_error_never_echoes_a_password(capsys):
     """An option this version does not have, given a URL: the words come back redacted."""
-    code = main(["watch", "cam", "--mqtt", "mqtt://user:Pw-62@host/topic?key=Pw-62"])
+    code = main(["watch", "cam", "--kafka", "kafka://user:Pw-62@host/topic?key=Pw-62"])
     err = capsys.readouterr().err
-    assert code == 2 and "unrecognized arguments: --mqtt mqtt://***@host/topic?***" in err
+    assert code == 2 and "unrecognized arguments: --kafka kafka://***@host/topic?***" in err
     assert "Pw-62" not in err
+    # An option it has, with a URL it refuses: the same.
+    code = main(["watch", "cam", "--mqtt", "mqtt://user:Pw-62@host/top+ic?key=Pw-62"])
+    err = capsys.readouterr().err
+    assert code == 2 and "mqtt://***@host/top+ic?***" in err and "Pw-62" not in err
 
 
 # -- config files are data ------------------------------------------------------------------
