@@ -9,7 +9,11 @@ ratio of each peer to ``numba-cpu`` on one thread, all measured in the same run:
 * the same three tuned as well as OpenCV allows (16-bit stencils, ``meanStdDev``,
   float32 magnitude, Haar energy from an INTER_AREA 2x2 mean), OpenCV on one thread;
 * the NumPy reference backend;
-* focusmon's numba-cpu (1 and 2 threads) and numba-cuda where a GPU is usable.
+* focusmon's numba-cpu (1 and 2 threads) and numba-cuda where a GPU is usable;
+* a 4x4 focus map (the frame and each tile, `Backend.focus_map`) against the tuned OpenCV
+  trio on each tile's crop.
+
+Configurations take turns, one call of each per round, so a slow moment hits them all.
 
 Run: ``python bench/bench_kernels.py`` (``--quick`` for fewer repetitions).
 """
@@ -28,6 +32,7 @@ import pywt
 import skimage.data
 
 from focusmon import kernels
+from focusmon.kernels._frame import check_grid
 
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080), "3840x2160": (3840, 2160)}
 
@@ -65,15 +70,28 @@ def tuned_opencv(g: np.ndarray) -> tuple[float, float, float]:
     return float(sd[0, 0] ** 2), sobel, haar
 
 
-def median_ms(fn: Callable[[], object], repeat: int, budget_s: float) -> float:
-    fn()  # warm up: compilation, buffers
-    times = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < repeat and (len(times) < 3 or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def opencv_per_tile(g: np.ndarray, rows: int = 4, cols: int = 4) -> list:
+    """A focus map as an OpenCV user writes it: the tuned trio on each tile's crop."""
+    ys, xs = check_grid((rows, cols), g.shape)
+    return [tuned_opencv(g[y0:y1, x0:x1]) for y0, y1 in zip(ys[:-1], ys[1:], strict=True)
+            for x0, x1 in zip(xs[:-1], xs[1:], strict=True)]  # fmt: skip
+
+
+def medians_ms(configs: dict[str, Callable[[], object]], repeat: int, budget_s: float):
+    """Each configuration's median milliseconds, the configurations taking turns: one
+    call of each per round, so that a slower moment of the machine hits them all."""
+    for fn in configs.values():
+        fn()  # warm up: compilation, buffers
+    times: dict[str, list[float]] = {label: [] for label in configs}
+    deadline = time.perf_counter() + budget_s * len(configs)
+    rounds = 0
+    while rounds < repeat and (rounds < 3 or time.perf_counter() < deadline):
+        for label, fn in configs.items():
+            start = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - start)
+        rounds += 1
+    return {label: statistics.median(t) * 1e3 for label, t in times.items()}
 
 
 def main() -> None:
@@ -95,15 +113,23 @@ def main() -> None:
     print(f"numba-cuda: {kernels.available()['numba-cuda'] or 'available'}\n")
 
     rows: dict[str, dict[str, float]] = {}
+    cpu, reference = backends["numba-cpu, 1 thread"], backends["numpy reference"]
     for size in args.sizes:
         g = frame_of_size(*SIZES[size])
-        col = rows.setdefault(size, {})
-        col["plain recipes (OpenCV f64 + PyWavelets)"] = median_ms(
-            lambda g=g: plain_recipes(g), repeat, budget
-        )
-        col["tuned OpenCV trio, 1 thread"] = median_ms(lambda g=g: tuned_opencv(g), repeat, budget)
+        configs: dict[str, Callable[[], object]] = {
+            "plain recipes (OpenCV f64 + PyWavelets)": lambda g=g: plain_recipes(g),
+            "tuned OpenCV trio, 1 thread": lambda g=g: tuned_opencv(g),
+        }
         for label, backend in backends.items():
-            col[label] = median_ms(lambda b=backend, g=g: b.scores(g), repeat, budget)
+            configs[label] = lambda b=backend, g=g: b.scores(g)
+        # The focus map: the frame and each tile of a 4x4 grid, from the same pass.
+        configs["4x4 map: tuned OpenCV trio per tile crop"] = lambda g=g: opencv_per_tile(g)
+        configs["4x4 map: numpy reference"] = lambda g=g: reference.focus_map(g, (4, 4))
+        configs["4x4 map: numba-cpu, 1 thread"] = lambda g=g: cpu.focus_map(g, (4, 4))
+        if "numba-cuda" in backends:
+            gpu = backends["numba-cuda"]
+            configs["4x4 map: numba-cuda"] = lambda g=g: gpu.focus_map(g, (4, 4))
+        rows[size] = medians_ms(configs, repeat, budget)
 
     labels = list(next(iter(rows.values())))
     sizes = list(rows)
@@ -114,6 +140,10 @@ def main() -> None:
         cells = [f"{rows[s][label]:.2f}" for s in sizes]
         ratio = ", ".join(f"{rows[s][label] / rows[s][ref]:.1f}x" for s in sizes)
         print(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    cost = ", ".join(
+        f"{s} {rows[s]['4x4 map: numba-cpu, 1 thread'] / rows[s][ref]:.2f}x" for s in sizes
+    )
+    print(f"\nthe 4x4 map against the frame alone, numba-cpu on 1 thread: {cost}")
     for backend in backends.values():
         backend.close()
 

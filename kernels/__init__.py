@@ -17,7 +17,16 @@ from ._backend import Backend, BackendError
 from ._frame import MIN_SIDE, check_roi
 from ._reference import reference_scores
 from ._registry import available, get, names, resolve
-from ._scores import MEASURE_TABLE, MEASURES, FocusScores, Measure, RawSums, finish, rescale
+from ._scores import (
+    MEASURE_TABLE,
+    MEASURES,
+    FocusMap,
+    FocusScores,
+    Measure,
+    RawSums,
+    finish,
+    rescale,
+)
 
 __all__ = [
     "MEASURES",
@@ -25,6 +34,7 @@ __all__ = [
     "MIN_SIDE",
     "Backend",
     "BackendError",
+    "FocusMap",
     "FocusScores",
     "Measure",
     "RawSums",

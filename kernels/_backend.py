@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._frame import prepare
-from ._scores import FocusScores, RawSums, finish, rescale
+from ._frame import check_grid, prepare
+from ._scores import FocusMap, FocusScores, RawSums, finish, rescale
 
 
 class BackendError(RuntimeError):
@@ -84,6 +84,33 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _scores(self, view: np.ndarray) -> FocusScores:
         """Scores of a prepared (H >= 3, W >= 3, unit inner stride) uint8/uint16 view."""
+
+    def focus_map(
+        self,
+        luma: np.ndarray,
+        tiles: Sequence[int] = (4, 4),
+        *,
+        roi: Sequence[int] | None = None,
+        scale: float = 1.0,
+        offset: float = 0.0,
+    ) -> FocusMap:
+        """Score one luma frame and each tile of a ``tiles = (rows, cols)`` grid over it
+        (over its ROI), in the same pass; see `FocusMap`. The other parameters are as for
+        `scores`, whose result is the map's ``frame``.
+
+        Raises
+        ------
+        ValueError
+            As `scores`, or for a grid the frame is too small for (2 pixels per tile).
+        """
+        _check_units(scale, offset)
+        view = self.check(luma, roi)
+        ys, xs = check_grid(tiles, view.shape)
+        return self._focus_map(view, ys, xs).rescaled(float(scale), float(offset))
+
+    def _focus_map(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> FocusMap:
+        """The focus map of a prepared view over the grid with these edges."""
+        raise NotImplementedError(f"{self.name} has no focus map")
 
     def submit(
         self,
@@ -159,6 +186,16 @@ class FusedBackend(Backend):
     def _scores(self, view: np.ndarray) -> FocusScores:
         return finish(self.raw_sums(view))
 
+    def _focus_map(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> FocusMap:
+        return FocusMap.of_sums(self.raw_tile_sums(view, ys, xs), ys, xs)
+
     @abc.abstractmethod
     def raw_sums(self, view: np.ndarray) -> RawSums:
         """The exact sums of a prepared view."""
+
+    def raw_tile_sums(
+        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray
+    ) -> list[list[RawSums]]:
+        """The exact sums of each tile (rows of tiles) of a prepared view, over the grid
+        with row edges ``ys`` and column edges ``xs`` (`check_grid`)."""
+        raise NotImplementedError(f"{self.name} has no focus map")

@@ -15,6 +15,7 @@ SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 MAX_ROW_16 = 2**20
 
 Roi = tuple[int, int, int, int]
+Grid = tuple[int, int]
 
 
 def check_roi(roi: Sequence[int] | None, shape: tuple[int, int]) -> Roi | None:
@@ -102,3 +103,37 @@ def flat_rows(view: np.ndarray) -> tuple[np.ndarray, int]:
         view, shape=(length,), strides=(view.itemsize,), writeable=False
     )
     return flat, row_stride
+
+
+def tile_edges(n: int, parts: int) -> np.ndarray:
+    """The edges of ``parts`` tiles along a side of ``n >= 2 * parts`` pixels: as even in
+    size as can be, each edge but the last at an even pixel (so a Haar 2x2 block never
+    straddles two tiles), the first at 0 and the last at ``n``; int64, ``parts + 1`` long."""
+    edges = [2 * ((k * n) // (2 * parts)) for k in range(parts)] + [n]
+    return np.array(edges, np.int64)
+
+
+def check_grid(tiles: Sequence[int], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column edges (`tile_edges`) of a ``tiles = (rows, cols)`` grid over a
+    frame of ``shape = (H, W)``.
+
+    Raises
+    ------
+    ValueError
+        If ``tiles`` is not two integers >= 1, or the frame has fewer than 2 pixels per
+        tile along a side.
+    """
+    try:
+        rows, cols = (int(v) for v in tiles)
+        ok = all(int(v) == v for v in tiles)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or rows < 1 or cols < 1:
+        raise ValueError(f"`tiles` must be two integers >= 1 (rows, cols), got {tiles!r}")
+    height, width = shape
+    if height < 2 * rows or width < 2 * cols:
+        raise ValueError(
+            f"a {rows}x{cols} grid needs a frame of at least {2 * cols}x{2 * rows} (2 pixels "
+            f"per tile a side), got {width}x{height}"
+        )
+    return tile_edges(height, rows), tile_edges(width, cols)

@@ -267,20 +267,22 @@ def _row_moments(row, w, wz):
 
 
 @njit(inline="always", **_JIT)
-def _vertical_lap_sum(flat, h, w, rs, r0, r1, wz):
-    """Sum over rows ``r0 <= i < r1`` of the vertical part of lap (up + down - 2 centre).
+def _vertical_lap_sum(flat, h, rs, r0, r1, c0, c1, wz):
+    """Sum over rows ``r0 <= i < r1``, columns ``c0 <= j < c1`` of the vertical part of lap
+    (up + down - 2 centre).
 
-    It telescopes to ``R(up(r0)) - R(r0) + R(down(r1 - 1)) - R(r1 - 1)``, R a row sum. The
-    horizontal part, summed along a row with reflected ends, telescopes to
-    ``g[1] + g[w-2] - g[0] - g[w-1]``. So the plain sum of lap needs no pass of its own, and
-    the sums loop only squares lap.
+    It telescopes to ``R(up(r0)) - R(r0) + R(down(r1 - 1)) - R(r1 - 1)``, R the sum of a
+    row's columns c0..c1. The horizontal part, summed along those columns with reflected
+    ends, telescopes to ``g[c0 - 1] - g[c0] + g[c1] - g[c1 - 1]`` (see `fused_sums`). So
+    the plain sum of lap needs no pass of its own, and the sums loop only squares lap.
     """
+    n = c1 - c0
     i_up = r0 - 1 if r0 > 0 else 1
     i_down = r1 if r1 < h else h - 2
-    r_up = _row_moments(flat[i_up * rs :], w, wz)[0]
-    r_first = _row_moments(flat[r0 * rs :], w, wz)[0]
-    r_down = _row_moments(flat[i_down * rs :], w, wz)[0]
-    r_last = _row_moments(flat[(r1 - 1) * rs :], w, wz)[0]
+    r_up = _row_moments(flat[i_up * rs + c0 :], n, wz)[0]
+    r_first = _row_moments(flat[r0 * rs + c0 :], n, wz)[0]
+    r_down = _row_moments(flat[i_down * rs + c0 :], n, wz)[0]
+    r_last = _row_moments(flat[(r1 - 1) * rs + c0 :], n, wz)[0]
     return r_up - r_first + r_down - r_last
 
 
@@ -300,6 +302,127 @@ def _haar_block(top, bottom, n, nz, wz):
     return s
 
 
+@njit(inline="always", **_JIT)
+def _masked_moments(v, n, run, wz):
+    """(sum g, sum g^2) of ``v[:n]``, read as ``run >= n`` samples of which those from n
+    on count as 0: a whole number of vectors, no scalar remainder."""
+    sg = wz
+    sg2 = wz
+    zero = _as(0, wz)
+    for j in range(run):
+        x = _as(v[j], wz) if j < n else zero
+        sg = _add(sg, x)
+        sg2 = _add(sg2, _mul(x, x))
+    return sg, sg2
+
+
+@njit(inline="always", **_JIT)
+def _segment_moments(row, n, room, wz):
+    """`_row_moments` of ``row[:n]`` where ``room >= n`` samples may be read."""
+    tg = np.int64(0)
+    tg2 = np.int64(0)
+    for c0 in range(0, n, BLOCK):
+        m = min(BLOCK, n - c0)
+        run = min(-(-m // PAD) * PAD, room - c0)
+        sg, sg2 = _masked_moments(row[c0:], m, run, wz)
+        tg += sg
+        tg2 += sg2
+    return tg, tg2
+
+
+@njit(inline="always", **_JIT)
+def _haar_values(top, bottom, n, nz, wz, out):
+    """4 x the Haar detail energy of each of ``n`` 2x2 blocks into ``out[:n]``."""
+    for k in range(n):
+        a = _as(top[2 * k], nz)
+        b = _as(top[2 * k + 1], nz)
+        c = _as(bottom[2 * k], nz)
+        d = _as(bottom[2 * k + 1], nz)
+        p = _as(_sub(_add(a, b), _add(c, d)), wz)
+        q = _as(_sub(_add(a, c), _add(b, d)), wz)
+        r = _as(_sub(_add(a, d), _add(b, c)), wz)
+        out[k] = _add(_add(_mul(p, p), _mul(q, q)), _mul(r, r))
+
+
+@njit(inline="always", **_JIT)
+def _plain_sum(v, n, wz):
+    t = wz
+    for j in range(n):
+        t = _add(t, v[j])
+    return t
+
+
+@njit(inline="always", **_JIT)
+def _sum_of(values, a, b, wz):
+    """``values[a:b]`` summed in int64, by narrow sums of at most BLOCK terms."""
+    s = np.int64(0)
+    for k0 in range(a, b, BLOCK):
+        s += _plain_sum(values[k0:], min(BLOCK, b - k0), wz)
+    return s
+
+
+@njit(inline="always", **_JIT)
+def _haar_row(mid, below, w, xs, nz, wz, hv, out_i, t0):
+    """4 x the Haar detail energy of the 2x2 blocks an even row starts with ``below``,
+    added to tiles ``t0 ...`` of a row of tiles with column edges ``xs``: the blocks'
+    values go to ``hv`` in one loop over the row, and each tile sums its own (a loop per
+    tile over a few hundred blocks would cost more in its remainder than in its work)."""
+    pairs = w // 2
+    cols = xs.shape[0] - 1
+    _haar_values(mid, below, pairs, nz, wz, hv)
+    for tx in range(cols):
+        out_i[t0 + tx, 5] += _sum_of(hv, xs[tx] // 2, xs[tx + 1] // 2, wz)
+    if w % 2:  # odd width: the last column pairs with itself, so only p survives
+        p = np.int64(mid[w - 1]) - np.int64(below[w - 1])
+        out_i[t0 + cols - 1, 5] += 4 * p * p  # (2a - 2c)^2 in the p term; q = r = 0
+
+
+@njit(inline="always", **_JIT)
+def _segment_sums(up, mid, down, w, c0, c1, nz, wz, lap, gxy, out_i, out_f):
+    """Add the sums of columns ``c0 <= j < c1`` of a row to one tile's ``out_i``,
+    ``out_f`` (all but Haar's: `_haar_row`). The frame's border columns 0 and w - 1
+    belong to the tiles that hold them."""
+    if c1 == w:
+        sg, sg2 = _row_moments(mid[c0:], c1 - c0, wz)
+    else:  # reading on into the next tile: whole vectors, no scalar remainder
+        sg, sg2 = _segment_moments(mid[c0:], c1 - c0, w - c0, wz)
+    out_i[0] += sg
+    out_i[1] += sg2
+    left = c0 - 1 if c0 > 0 else 1  # the horizontal part of lap telescopes (reflected ends)
+    right = c1 if c1 < w else w - 2
+    out_i[2] += np.int64(mid[left]) - np.int64(mid[c0]) + np.int64(mid[right])
+    out_i[2] -= np.int64(mid[c1 - 1])
+    j0 = max(c0, 1)  # interior columns, in blocks; the borders go after them
+    j1 = min(c1, w - 1)
+    tl2 = np.int64(0)
+    tt = np.int64(0)
+    tq = 0.0
+    for b0 in range(j0, j1, BLOCK):
+        n = min(BLOCK, j1 - b0)
+        # Within the row, the run goes on to a whole vector: no scalar remainder; what it
+        # computes beyond n is overwritten or zeroed below.
+        run = min(-(-n // PAD) * PAD, w - 1 - b0)
+        _stencil_run(up[b0 - 1 :], mid[b0 - 1 :], down[b0 - 1 :], run, nz, lap, gxy)
+        if b0 == 1:
+            lap[n], gxy[2 * n], gxy[2 * n + 1] = _stencil_at(up, mid, down, 1, 0, 1, nz)
+            n += 1
+        if b0 + BLOCK >= j1 and c1 == w:
+            lap[n], gxy[2 * n], gxy[2 * n + 1] = _stencil_at(
+                up, mid, down, w - 2, w - 1, w - 2, nz
+            )
+            n += 1
+        padded = -(-n // PAD) * PAD
+        lap[n:padded] = 0
+        gxy[2 * n : 2 * padded] = 0
+        sl2, st, sq = _scratch_sums(lap, gxy, padded, nz, wz)
+        tl2 += sl2
+        tt += st
+        tq += sq
+    out_i[3] += tl2
+    out_i[4] += tt
+    out_f[0] += tq
+
+
 @njit(**_JIT)
 def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
     """Accumulate the raw sums of rows ``r0 <= i < r1`` of an (h, w) frame into ``out_*``.
@@ -311,7 +434,7 @@ def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
     _prefer_512_bit_vectors()
     tg = np.int64(0)
     tg2 = np.int64(0)
-    tl = _vertical_lap_sum(flat, h, w, rs, r0, r1, wz)
+    tl = _vertical_lap_sum(flat, h, rs, r0, r1, 0, w, wz)
     tl2 = np.int64(0)
     tt = np.int64(0)
     th = np.int64(0)
@@ -369,6 +492,51 @@ def fused_sums_parallel(flat, h, w, rs, bands, nz, wz, out_i, out_f):
         fused_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], nz, wz, out_i[b], out_f[b])
 
 
+@njit(**_JIT)
+def fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, nz, wz, out_i, out_f):
+    """Accumulate the raw sums of rows ``r0 <= i < r1`` of an (h, w) frame into ``out_*``,
+    tile by tile of the grid with row edges ``ys`` and column edges ``xs``: `fused_sums`
+    with each row cut at the tiles' column edges.
+
+    ``flat[i * rs : i * rs + w]`` is row i. ``r0`` and every edge but the last are even,
+    so Haar row pairs never straddle two calls or two tiles. ``out_i[t]``, t = r * cols + c,
+    gets tile (r, c)'s int64 sums in `RawSums` order (sum_g, sum_g2, sum_lap, sum_lap2,
+    sum_grad2, sum_haar4) and ``out_f[t, 0]`` its sum of gradient magnitudes.
+    """
+    _prefer_512_bit_vectors()
+    cols = xs.shape[0] - 1
+    lap = _aligned_zeros(BLOCK + PAD, nz)
+    gxy = _aligned_zeros(2 * (BLOCK + PAD), nz)
+    hv = _aligned_zeros(w // 2 + PAD, wz)
+    for ty in range(ys.shape[0] - 1):
+        a = max(r0, ys[ty])
+        b = min(r1, ys[ty + 1])
+        if a >= b:
+            continue
+        for tx in range(cols):
+            vertical = _vertical_lap_sum(flat, h, rs, a, b, xs[tx], xs[tx + 1], wz)
+            out_i[ty * cols + tx, 2] += vertical
+        for i in range(a, b):
+            up = flat[(i - 1 if i > 0 else 1) * rs :][:w]  # BORDER_REFLECT_101
+            mid = flat[i * rs :][:w]
+            down = flat[(i + 1 if i < h - 1 else h - 2) * rs :][:w]
+            for tx in range(cols):
+                t = ty * cols + tx
+                _segment_sums(up, mid, down, w, xs[tx], xs[tx + 1], nz, wz, lap, gxy,
+                              out_i[t], out_f[t])  # fmt: skip
+            if i % 2 == 0:
+                below = flat[(i + 1 if i + 1 < h else i) * rs :][:w]  # odd height: again
+                _haar_row(mid, below, w, xs, nz, wz, hv, out_i, ty * cols)
+
+
+@njit(parallel=True, **_JIT)
+def fused_tile_sums_parallel(flat, h, w, rs, bands, ys, xs, nz, wz, out_i, out_f):
+    """`fused_tile_sums` of each row band ``bands[b] = (r0, r1)`` on Numba's thread pool."""
+    for b in prange(bands.shape[0]):
+        fused_tile_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], ys, xs, nz, wz, out_i[b],
+                        out_f[b])  # fmt: skip
+
+
 def cache_folder() -> Path | None:
     """Where the compiled kernels are kept between runs: Numba's ``NUMBA_CACHE_DIR`` if
     set (the systemd unit sets it), else ``$XDG_CACHE_HOME/focusmon/numba`` (by default
@@ -418,7 +586,7 @@ def _cache_on_disk(*kernels) -> None:
             numba.config.CACHE_DIR = ""
 
 
-_cache_on_disk(fused_sums, fused_sums_parallel)
+_cache_on_disk(fused_sums, fused_sums_parallel, fused_tile_sums, fused_tile_sums_parallel)
 
 
 def _bands(h: int, w: int, dtype: np.dtype, parts: int) -> list[tuple[int, int]]:
@@ -465,6 +633,41 @@ class NumbaCpuBackend(FusedBackend):
             fused_sums_parallel(flat, h, w, rs, bounds, nz, wz, out_i, out_f)
         ints = [sum(int(v) for v in out_i[:, k]) for k in range(6)]
         return RawSums.of_kernel(view.shape, ints, float(out_f[:, 0].sum()))
+
+    def raw_tile_sums(
+        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray
+    ) -> list[list[RawSums]]:
+        """The tiles' sums, from `fused_tile_sums` (the frame's alone: `fused_sums`, the
+        same work without the cost of cutting rows at the tiles' edges)."""
+        return self._sums(view, ys, xs)
+
+    def _sums(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> list[list[RawSums]]:
+        h, w = view.shape
+        flat, rs = flat_rows(view)
+        nz, wz = (t(0) for t in _WORK_TYPES[view.dtype])
+        bands = _bands(h, w, view.dtype, self.threads)
+        rows, cols = len(ys) - 1, len(xs) - 1
+        out_i = np.zeros((len(bands), rows * cols, _INT_SUMS), np.int64)
+        out_f = np.zeros((len(bands), rows * cols, 1), np.float64)
+
+        if self.threads == 1 or len(bands) == 1:
+            for b, (r0, r1) in enumerate(bands):
+                fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, nz, wz, out_i[b], out_f[b])
+        else:
+            numba.set_num_threads(self.threads)  # thread-local: other threads keep theirs
+            bounds = np.array(bands, np.int64)
+            fused_tile_sums_parallel(flat, h, w, rs, bounds, ys, xs, nz, wz, out_i, out_f)
+        return [
+            [
+                RawSums.of_kernel(
+                    (int(ys[r + 1] - ys[r]), int(xs[c + 1] - xs[c])),
+                    [sum(int(v) for v in out_i[:, r * cols + c, k]) for k in range(6)],
+                    float(out_f[:, r * cols + c, 0].sum()),
+                )
+                for c in range(cols)
+            ]
+            for r in range(rows)
+        ]
 
 
 def unavailable_reason() -> str | None:

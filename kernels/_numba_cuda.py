@@ -59,7 +59,7 @@ N_INT = 6  # sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_haar4
 OUT_COLS = 8  # the six int sums, the magnitude sum (float64 bits), one spare (alignment)
 MAG_COL = 6
 SLOTS = 2  # batches in flight: copy of one overlaps the kernel of the other
-CONTROL_COLS = 4  # per frame: pixel offset, height, width, first block
+CONTROL_COLS = 8  # per part: frame's pixel offset, height, width; first block; rectangle
 
 
 def _simulated() -> bool:
@@ -67,31 +67,40 @@ def _simulated() -> bool:
 
 
 @cuda.jit
-def batch_kernel(pix, control, block_frame, out_i, out_f):
-    """Score one 32x32 tile of one frame of the batch per block (a launch per sample type:
-    Numba compiles one version for uint8 frames and one for uint16, on first use).
+def batch_kernel(pix, control, block_part, out_i, out_f):
+    """Score 32x32 pixels of one part of one frame of the batch per block (a launch per
+    sample type: Numba compiles one version for uint8 frames and one for uint16, on first
+    use).
 
-    ``pix`` holds every frame's samples, each frame's rows back to back; ``control[f]``
-    is frame f's (pixel offset, height, width, first block counted from the launch's
-    first) and ``block_frame[b]`` the frame of the launch's block b.
+    ``pix`` holds every frame's samples, each frame's rows back to back. A part is a
+    rectangle of a frame with a row of the output of its own: the whole frame, a tile of
+    its focus map, or a band of whole block rows of one of those (see `parts_of`).
+    ``control[p]`` is part p's (pixel offset of its frame, the frame's height and width,
+    its first block counted from the launch's first, and its rectangle y0, x0, y1, x1,
+    y0 and x0 even) and ``block_part[b]`` the part of the launch's block b.
 
-    Thread (tx, ty) scores pixels (y, x) with x = tile x + tx and y = tile y + ty + 8 r,
-    r = 0..3: the luma, the 4-neighbour Laplacian and the 3x3 Sobel gradient with
-    BORDER_REFLECT_101, and, where y and x are both even, 4x the Haar detail energy of
-    the 2x2 block it starts (edges repeated for odd sizes). The block sums its threads'
-    integer terms (int64) and magnitudes (float64) in shared memory, and thread 0 adds
-    them to row f of ``out_i`` (columns 0-5) and ``out_f`` (column 6, the same memory)
-    with atomics: integer sums are exact whatever the order.
+    Thread (tx, ty) scores pixels (y, x) with x = block x + tx and y = block y + ty + 8 r,
+    r = 0..3, inside the part's rectangle: the luma, the 4-neighbour Laplacian and the 3x3
+    Sobel gradient with BORDER_REFLECT_101 at the frame's edges, and, where y and x are
+    both even, 4x the Haar detail energy of the 2x2 block it starts (edges repeated for
+    odd sizes). The block sums its threads' integer terms (int64) and magnitudes (float64)
+    in shared memory, and thread 0 adds them to row p of ``out_i`` (columns 0-5) and
+    ``out_f`` (column 6, the same memory) with atomics: integer sums are exact whatever
+    the order.
     """
     b = cuda.blockIdx.x
-    f = block_frame[b]
+    f = block_part[b]
     base = control[f, 0]
     h = control[f, 1]
     w = control[f, 2]
-    tile = b - control[f, 3]
-    tiles_x = (w + TILE_X - 1) // TILE_X
-    x = (tile % tiles_x) * TILE_X + cuda.threadIdx.x
-    y0 = (tile // tiles_x) * TILE_Y + cuda.threadIdx.y
+    local = b - control[f, 3]
+    top = control[f, 4]
+    left = control[f, 5]
+    bottom = control[f, 6]
+    right = control[f, 7]
+    blocks_x = (right - left + TILE_X - 1) // TILE_X
+    x = left + (local % blocks_x) * TILE_X + cuda.threadIdx.x
+    y0 = top + (local // blocks_x) * TILE_Y + cuda.threadIdx.y
     tid = cuda.threadIdx.y * TPB_X + cuda.threadIdx.x
 
     s_g = int64(0)
@@ -101,13 +110,13 @@ def batch_kernel(pix, control, block_frame, out_i, out_f):
     s_grad2 = int64(0)
     s_haar = int64(0)
     s_mag = 0.0
-    if x < w:
+    if x < right:
         xl = x - 1 if x > 0 else 1
         xr = x + 1 if x < w - 1 else w - 2
         x2 = x + 1 if x + 1 < w else x
         for r in range(ROWS_PER_THREAD):
             y = y0 + r * TPB_Y
-            if y < h:
+            if y < bottom:
                 up = base + (y - 1 if y > 0 else 1) * w
                 mid = base + y * w
                 down = base + (y + 1 if y < h - 1 else h - 2) * w
@@ -178,7 +187,7 @@ def gather_kernel(src, dst, base):
 
 
 def blocks_of(h: int, w: int) -> int:
-    """Blocks (32x32 tiles) that `batch_kernel` spends on an (h, w) frame."""
+    """Blocks (32x32 pixels) that `batch_kernel` spends on an (h, w) rectangle."""
     return -(-h // TILE_Y) * -(-w // TILE_X)
 
 
@@ -451,13 +460,26 @@ def _grown(buffer, n: int, make: Callable[[int], object]):
     return make(max(n, 2 * (buffer.shape[0] if buffer is not None else 0), 1024))
 
 
-def parts_of(h: int, w: int, dtype: np.dtype) -> list[tuple[int, int]]:
-    """The (first tile, tiles) of each part of an (h, w) frame: whole rows of tiles, few
-    enough pixels each that its int64 sums cannot overflow (see `_PART_PIXELS`)."""
-    tiles_x, tiles = -(-w // TILE_X), blocks_of(h, w)
-    rows = max(1, _PART_PIXELS[np.dtype(dtype)] // (tiles_x * TILE_X * TILE_Y))
-    step = rows * tiles_x
-    return [(first, min(step, tiles - first)) for first in range(0, tiles, step)]
+Part = tuple[int, int, int, int, int]  # tile (row-major), y0, x0, y1, x1
+
+
+def parts_of(
+    h: int, w: int, dtype: np.dtype, ys: np.ndarray | None = None, xs: np.ndarray | None = None
+) -> list[Part]:
+    """The parts of an (h, w) frame: each tile of the grid with edges ``ys``, ``xs`` (the
+    whole frame without), in bands of whole block rows few enough pixels each that their
+    int64 sums cannot overflow (see `_PART_PIXELS`)."""
+    ys = (0, h) if ys is None else ys
+    xs = (0, w) if xs is None else xs
+    parts = []
+    for r in range(len(ys) - 1):
+        for c in range(len(xs) - 1):
+            y0, y1, x0, x1 = int(ys[r]), int(ys[r + 1]), int(xs[c]), int(xs[c + 1])
+            row_pixels = -(-(x1 - x0) // TILE_X) * TILE_X * TILE_Y
+            step = max(1, _PART_PIXELS[np.dtype(dtype)] // row_pixels) * TILE_Y
+            tile = r * (len(xs) - 1) + c
+            parts += [(tile, y, x0, min(y + step, y1), x1) for y in range(y0, y1, step)]
+    return parts
 
 
 def _default_device() -> Device:
@@ -512,7 +534,12 @@ class NumbaCudaBackend(FusedBackend):
         return cut_roi(frame, roi)
 
     def raw_sums(self, view: np.ndarray) -> RawSums:
-        return self._launch([view]).result()[0]
+        return self._launch([view]).result()[0][0][0]
+
+    def raw_tile_sums(
+        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray
+    ) -> list[list[RawSums]]:
+        return self._launch([view], [(ys, xs)]).result()[0]
 
     def close(self) -> None:
         """Wait for the batches in flight: their pinned buffers must outlive the copies."""
@@ -538,19 +565,21 @@ class NumbaCudaBackend(FusedBackend):
         def scores() -> list:
             sums = raw.result()
             units = zip(sums, scales, offsets, strict=True)
-            return [rescale(finish(r), s, o) for r, s, o in units]
+            return [rescale(finish(r[0][0]), s, o) for r, s, o in units]
 
         return PendingScores(scores)
 
-    def _launch(self, views: list) -> PendingScores:
-        """Pack, copy and launch ``views`` in the next slot; the result is their `RawSums`."""
+    def _launch(self, views: list, grids: list | None = None) -> PendingScores:
+        """Pack, copy and launch ``views`` in the next slot, each over its grid's tiles
+        (``grids[i] = (ys, xs)``, or None for the whole frame); the result is each view's
+        `RawSums` per tile, rows of tiles."""
         self._fail_fast()
         slot = self._slots[self._next]
         self._next = (self._next + 1) % SLOTS
         if slot.pending is not None:  # its buffers still hold the previous batch's output
             slot.pending.result()
         try:
-            return self._queue(slot, views)
+            return self._queue(slot, views, grids or [None] * len(views))
         except Exception as exc:
             # Copies may be queued that read the slot's pinned buffers: let them finish
             # before the slot is used again (and so rewritten), then fail. A launch the
@@ -565,8 +594,8 @@ class NumbaCudaBackend(FusedBackend):
                 f"the batch could not be queued: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _queue(self, slot: _Slot, views: list) -> PendingScores:
-        dev, stream, n = self._device, slot.stream, len(views)
+    def _queue(self, slot: _Slot, views: list, grids: list) -> PendingScores:
+        dev, stream = self._device, slot.stream
         groups: dict[np.dtype, list[int]] = {}
         for i, view in enumerate(views):
             groups.setdefault(np.dtype(view.dtype), []).append(i)
@@ -574,19 +603,22 @@ class NumbaCudaBackend(FusedBackend):
         # them and stops where the device frames' gathers begin.
         for members in groups.values():
             members.sort(key=lambda i: not isinstance(views[i], np.ndarray))
-        parts = [parts_of(*view.shape, view.dtype) for view in views]
+        parts = [
+            parts_of(*view.shape, view.dtype, *(grid or (None, None)))
+            for view, grid in zip(views, grids, strict=True)
+        ]
         n_parts = sum(len(p) for p in parts)
-        blocks = [blocks_of(*view.shape) for view in views]
+        blocks = [sum(blocks_of(y1 - y0, x1 - x0) for _, y0, x0, y1, x1 in p) for p in parts]
         n_control = CONTROL_COLS * n_parts + sum(blocks)
         slot.host_control = _grown(slot.host_control, n_control, lambda m: dev.host(m, _I64))
         slot.dev_control = _grown(slot.dev_control, n_control, lambda m: dev.device(m, _I64))
         control = slot.host_control[: CONTROL_COLS * n_parts].reshape(n_parts, CONTROL_COLS)
-        block_frame = slot.host_control[CONTROL_COLS * n_parts : n_control]
+        block_part = slot.host_control[CONTROL_COLS * n_parts : n_control]
 
         gathers = []  # (device frame, its type, where it goes): copied on the GPU
         uploads = []  # (type, samples): the host-packed start of each type's pixels
         launches = []  # (type, first block, blocks): one launch per sample type
-        part_of = []  # per part: its frame
+        part_of = []  # per part: its frame and tile
         block = 0
         for dtype, members in groups.items():
             size = sum(views[i].size for i in members)
@@ -602,12 +634,15 @@ class NumbaCudaBackend(FusedBackend):
             for i in members:
                 view = views[i]
                 h, w = view.shape
-                for part_first, part_tiles in parts[i]:
+                at = block
+                for tile, y0, x0, y1, x1 in parts[i]:
                     p = len(part_of)
-                    part_of.append(i)
-                    control[p] = (base, h, w, block - first)  # blocks count from the launch's
-                    start = block + part_first
-                    block_frame[start : start + part_tiles] = p
+                    part_of.append((i, tile))
+                    # Blocks count from the launch's first.
+                    control[p] = (base, h, w, at - first, y0, x0, y1, x1)
+                    count = blocks_of(y1 - y0, x1 - x0)
+                    block_part[at : at + count] = p
+                    at += count
                 if isinstance(view, np.ndarray):
                     # Padded rows become one contiguous run: the only host-side copy.
                     np.copyto(host[base : base + h * w].reshape(h, w), view)
@@ -645,9 +680,15 @@ class NumbaCudaBackend(FusedBackend):
                 out_i, out_f,
             )  # fmt: skip
         dev.download(host_out, dev_out, stream)  # every part's sums in one copy
-        shapes = [tuple(view.shape) for view in views]
+        # Each view's tiles: (rows, cols) and each tile's shape (not `views` in `collect`:
+        # see slot.frames).
+        tiles = []
+        for view, grid in zip(views, grids, strict=True):
+            ys, xs = grid or ((0, view.shape[0]), (0, view.shape[1]))
+            tiles.append([[(int(ys[r + 1] - ys[r]), int(xs[c + 1] - xs[c]))
+                           for c in range(len(xs) - 1)] for r in range(len(ys) - 1)])  # fmt: skip
 
-        def collect() -> list[RawSums]:
+        def collect() -> list[list[list[RawSums]]]:
             try:
                 dev.synchronize(stream)
             except Exception as exc:
@@ -656,12 +697,21 @@ class NumbaCudaBackend(FusedBackend):
                 slot.frames = []  # their gathers have run (or never will)
             rows = host_out.reshape(n_parts, OUT_COLS)
             mags = rows.view(np.float64)[:, MAG_COL]
-            ints = [[0] * N_INT for _ in range(n)]  # (not `views`: see slot.frames)
-            mag = [0.0] * n
-            for p, i in enumerate(part_of):
-                ints[i] = [a + int(b) for a, b in zip(ints[i], rows[p, :N_INT], strict=True)]
-                mag[i] += float(mags[p])
-            return [RawSums.of_kernel(shapes[i], ints[i], mag[i]) for i in range(n)]
+            ints: dict[tuple[int, int], list[int]] = {}
+            mag: dict[tuple[int, int], float] = {}
+            for p, key in enumerate(part_of):
+                before = ints.get(key, [0] * N_INT)
+                ints[key] = [a + int(b) for a, b in zip(before, rows[p, :N_INT], strict=True)]
+                mag[key] = mag.get(key, 0.0) + float(mags[p])
+            out = []
+            for i, shapes in enumerate(tiles):
+                cols = len(shapes[0])
+                out.append([
+                    [RawSums.of_kernel(shape, ints[i, r * cols + c], mag[i, r * cols + c])
+                     for c, shape in enumerate(row)]
+                    for r, row in enumerate(shapes)
+                ])  # fmt: skip
+            return out
 
         slot.pending = PendingScores(collect)
         return slot.pending

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
@@ -116,6 +116,68 @@ class RawSums:
             h * w, sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_mag,
             ((h + 1) // 2) * ((w + 1) // 2), sum_haar4,
         )  # fmt: skip
+
+    @classmethod
+    def total(cls, parts: Sequence[RawSums]) -> RawSums:
+        """The sums of a frame from those of the parts it is cut into (its tiles)."""
+        return cls(*(sum(getattr(p, f) for p in parts) for f in cls.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class FocusMap:
+    """A frame's measures and those of each tile of a grid over it, from the same pass.
+
+    A tile's measures are those of its pixels' stencils in the whole frame (the frame's
+    borders as for `FocusScores`; a tile's edge pixels see their neighbours across it), so
+    the tiles' exact sums add up to the frame's. The edges are even, so each Haar 2x2
+    block lies in one tile.
+
+    Attributes
+    ----------
+    frame : FocusScores
+        The whole frame (or ROI): what `Backend.scores` returns.
+    tiles : tuple of tuple of FocusScores
+        ``tiles[r][c]``: the tile of rows ``ys[r]:ys[r+1]``, columns ``xs[c]:xs[c+1]``.
+    ys, xs : tuple of int
+        The tiles' edges, in pixels of the frame (or ROI): ``rows + 1`` and ``cols + 1``.
+    """
+
+    frame: FocusScores
+    tiles: tuple[tuple[FocusScores, ...], ...]
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+        return len(self.ys) - 1, len(self.xs) - 1
+
+    def values(self, measure: str) -> list[list[float]]:
+        """One measure of every tile, ``rows`` lists of ``cols`` values."""
+        return [[getattr(tile, measure) for tile in row] for row in self.tiles]
+
+    def as_dict(self) -> dict[str, object]:
+        """``{"grid": [rows, cols], "ys": [...], "xs": [...], MEASURE: [[...], ...], ...}``."""
+        out: dict[str, object] = {"grid": list(self.grid), "ys": list(self.ys),
+                                  "xs": list(self.xs)}  # fmt: skip
+        for name in MEASURES:
+            out[name] = self.values(name)
+        return out
+
+    @classmethod
+    def of_sums(cls, parts: Sequence[Sequence[RawSums]], ys: Sequence[int],
+                xs: Sequence[int]) -> FocusMap:  # fmt: skip
+        """From the exact sums of each tile (rows of tiles)."""
+        flat = [p for row in parts for p in row]
+        tiles = tuple(tuple(finish(p) for p in row) for row in parts)
+        return cls(finish(RawSums.total(flat)), tiles, tuple(map(int, ys)), tuple(map(int, xs)))
+
+    def rescaled(self, scale: float, offset: float) -> FocusMap:
+        """In units of ``(v - offset) * scale`` (see `rescale`)."""
+        if scale == 1.0 and offset == 0.0:
+            return self
+        tiles = tuple(tuple(rescale(t, scale, offset) for t in row) for row in self.tiles)
+        return FocusMap(rescale(self.frame, scale, offset), tiles, self.ys, self.xs)
 
 
 def finish(sums: RawSums) -> FocusScores:

@@ -19,6 +19,7 @@ import numpy as np
 
 from focusmon import kernels
 from focusmon.kernels import BackendError, _numba_cuda
+from focusmon.kernels._frame import check_grid
 from focusmon.kernels._numba_cuda import SLOTS, NumbaCudaBackend
 from focusmon.kernels._numba_cuda_sim import (
     CudaSimError,
@@ -37,7 +38,10 @@ def frame(shape, dtype=np.uint8) -> np.ndarray:
 
 
 def same(got, luma: np.ndarray, roi=None) -> bool:
-    want = NUMPY.scores(luma, roi=roi)
+    return close(got, NUMPY.scores(luma, roi=roi))
+
+
+def close(got, want) -> bool:
     return all(
         abs(getattr(got, m) - getattr(want, m)) <= 1e-9 * abs(getattr(want, m)) + 1e-12
         for m in kernels.MEASURES
@@ -133,8 +137,8 @@ def frames_kept_until_result(cls=NumbaCudaBackend) -> tuple[bool, list[str], int
 class Forgetful(NumbaCudaBackend):
     """The code before the fix: device frames not kept until their gather ran."""
 
-    def _queue(self, slot, views):
-        pending = super()._queue(slot, views)
+    def _queue(self, slot, views, grids):
+        pending = super()._queue(slot, views, grids)
         slot.frames = []
         return pending
 
@@ -158,12 +162,12 @@ class Unsynchronised(NumbaCudaBackend):
     """The code before the fix: a failed launch leaves its copies queued and the slot
     marked with the previous batch."""
 
-    def _launch(self, views):
+    def _launch(self, views, grids=None):
         slot = self._slots[self._next]
         self._next = (self._next + 1) % SLOTS
         if slot.pending is not None:
             slot.pending.result()
-        return self._queue(slot, views)
+        return self._queue(slot, views, grids or [None] * len(views))
 
 
 def launch_error_then_reuse(cls=NumbaCudaBackend) -> tuple[bool, list[str], str]:
@@ -273,6 +277,17 @@ def parts_of_huge_frames() -> None:
             "frames scored in parts (exact int64 sums) add up to the reference",
             good and parts == [3, 1, 2, 3] and not device.hazards,
             f"scores right: {good}, parts {parts}",
+        )
+        # A focus map of a huge frame: each tile (230 rows) in two bands of its own.
+        ys, xs = check_grid((1, 2), big16.shape)
+        tile_parts = _numba_cuda.parts_of(*big16.shape, big16.dtype, ys, xs)
+        got_map = backend.focus_map(big16, (1, 2))
+        want_map = NUMPY.focus_map(big16, (1, 2))
+        good = all(close(got_map.tiles[0][c], want_map.tiles[0][c]) for c in range(2))
+        case(
+            "a huge frame's focus map, each tile in bands, adds up to the reference's",
+            good and [p[0] for p in tile_parts] == [0, 0, 1, 1] and not device.hazards,
+            f"tiles right: {good}, parts {tile_parts}",
         )
     finally:
         _numba_cuda._PART_PIXELS.update(real)

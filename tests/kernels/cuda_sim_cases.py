@@ -77,6 +77,22 @@ def main() -> int:
                 return 1
             checked += 1
             print(f"ok {name}")
+        # Focus maps: each tile a part of its own, the same as the reference's.
+        rng = np.random.default_rng(9)
+        maps = [((37, 70), (3, 4), np.uint8), ((33, 33), (2, 2), np.uint16),
+                ((7, 9), (3, 4), np.uint8), ((40, 64), (4, 1), np.uint8)]  # fmt: skip
+        for shape, grid, dtype in maps:
+            frame = rng.integers(0, np.iinfo(dtype).max, shape, dtype, True)
+            got = backend.focus_map(frame, grid)
+            want = kernels.get("numpy").focus_map(frame, grid)
+            if (got.ys, got.xs) != (want.ys, want.xs) or not check("map", got.frame, want.frame):
+                return 1
+            for r, row in enumerate(got.tiles):
+                for c, tile in enumerate(row):
+                    if not check(f"map {shape} {grid} tile {r},{c}", tile, want.tiles[r][c]):
+                        return 1
+                    checked += 1
+            print(f"ok focus map {shape} {grid} {dtype.__name__}")
         # Submitted before any result is read: the third batch reuses the first's slot.
         numpy = kernels.get("numpy")
         in_flight = [
