@@ -16,7 +16,6 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from mqtt_broker import Mosquitto, Subscriber, mosquitto_reason, retained
 
 from focusmon import ConfigError
 from focusmon.cli import main
@@ -25,6 +24,7 @@ from focusmon.pipeline import Watcher
 from focusmon.sinks import MetricsEndpoint
 from focusmon.sinks.mqtt import MqttSink, parse_url, topic_level
 
+from mqtt_broker import Mosquitto, Subscriber, mosquitto_reason, retained
 from servers import free_port, wait_until
 
 USER, PASSWORD = "focusmon", "p@ss:w/rd $ecret"
