@@ -127,8 +127,9 @@ def main() -> None:
         configs["4x4 map: numpy reference"] = lambda g=g: reference.focus_map(g, (4, 4))
         configs["4x4 map: numba-cpu, 1 thread"] = lambda g=g: cpu.focus_map(g, (4, 4))
         if "numba-cuda" in backends:
-            gpu = backends["numba-cuda"]
-            configs["4x4 map: numba-cuda"] = lambda g=g: gpu.focus_map(g, (4, 4))
+            configs["4x4 map: numba-cuda"] = lambda g=g, b=backends["numba-cuda"]: b.focus_map(
+                g, (4, 4)
+            )
         rows[size] = medians_ms(configs, repeat, budget)
 
     labels = list(next(iter(rows.values())))

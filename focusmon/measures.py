@@ -11,7 +11,7 @@ import numpy as np
 
 from . import kernels
 from ._errors import ConfigError
-from .kernels import Backend, FocusScores
+from .kernels import Backend, FocusMap, FocusScores
 
 _per_thread = threading.local()  # backends by name; a backend belongs to one thread
 
@@ -85,10 +85,15 @@ class FocusRecord:
     pts: float | None
     scores: FocusScores
     kernel_ms: float
+    tiles: FocusMap | None = None  # the focus map, when a grid was asked for
 
     def as_dict(self) -> dict[str, object]:
-        """``{"index", "pts", <the six measures>}``: one line of ``focusmon score``."""
-        return {"index": self.index, "pts": self.pts, **self.scores.as_dict()}
+        """``{"index", "pts", <the six measures>}``, and ``"tiles"`` (`FocusMap.as_dict`)
+        with a grid: one line of ``focusmon score``."""
+        out = {"index": self.index, "pts": self.pts, **self.scores.as_dict()}
+        if self.tiles is not None:
+            out["tiles"] = self.tiles.as_dict()
+        return out
 
 
 def score_frame(
@@ -100,8 +105,14 @@ def score_frame(
     roi: Sequence[int] | None = None,
     scale: float = 1.0,
     offset: float = 0.0,
+    tiles: Sequence[int] | None = None,
 ) -> FocusRecord:
-    """Score one frame with ``backend`` and time the call."""
+    """Score one frame with ``backend`` (and each tile of a ``tiles = (rows, cols)`` grid,
+    in the same pass) and time the call."""
     start = time.perf_counter()
-    scores = backend.scores(luma, roi=roi, scale=scale, offset=offset)
-    return FocusRecord(index, pts, scores, (time.perf_counter() - start) * 1e3)
+    if tiles is None:
+        scores, focus_map = backend.scores(luma, roi=roi, scale=scale, offset=offset), None
+    else:
+        focus_map = backend.focus_map(luma, tiles, roi=roi, scale=scale, offset=offset)
+        scores = focus_map.frame
+    return FocusRecord(index, pts, scores, (time.perf_counter() - start) * 1e3, focus_map)

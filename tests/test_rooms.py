@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BACKENDS = ("focusmon.kernels._numba", "focusmon.kernels._registry", "focusmon.kernels._backend")
 #: What of focusmon.kernels the scheduler and the sinks may import: its value types.
-KERNEL_VALUES = {"FocusScores", "MEASURES", "MEASURE_TABLE", "Measure", "MIN_SIDE"}
+KERNEL_VALUES = {"FocusMap", "FocusScores", "MEASURES", "MEASURE_TABLE", "Measure", "MIN_SIDE"}
 
 # room -> (its files, what it must not import)
 ROOMS = {

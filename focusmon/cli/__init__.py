@@ -29,7 +29,7 @@ from ..config import ServiceSettings, WatchConfig, from_args, load, parse_addres
 from ..kernels import Backend
 from ..measures import FocusRecord, resolve_backend
 from ..pipeline import Watcher, score_source
-from ..scheduler import PeakTracker, find_peak
+from ..scheduler import PeakTracker, find_peak, fit_field
 from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
 from ..sinks.discovery import DiscoveryEndpoint
 from ..sinks.metrics import load_tls
@@ -143,7 +143,8 @@ def _score(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         with source, backend:
-            for record in _scored(source, backend, config, max_frames=args.frames):
+            scored = _scored(source, backend, config, max_frames=args.frames, tiles=args.tiles)
+            for record in scored:
                 out.write(json.dumps(record.as_dict()) + "\n")
                 if source.live:  # each line as it comes, even into a pipe
                     out.flush()
@@ -163,7 +164,7 @@ def _peak(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr, "peak", source.total)
     try:
         with source, backend:
-            for record in _scored(source, backend, config):
+            for record in _scored(source, backend, config, tiles=args.tiles):
                 records.append(record)
                 progress.advance()
                 if tracker is not None and tracker.push(record.scores) is not None:
@@ -182,8 +183,31 @@ def _peak(args: argparse.Namespace) -> int:
         "measure": peak.measure,
         "scores": peak.values,
     }
+    if args.tiles:
+        result["field"] = _field(records, indices, peak.measure, args.z_step)
     print(json.dumps(result))
     return EXIT_OK
+
+
+def _field(records: list, indices: list[int], measure: str, z_step: float | None) -> dict:
+    """``focusmon peak --tiles``: each tile's peak and the field's tilt and curvature, in
+    decode-order frames (with ``--every N``, N decoded frames an analysed one)."""
+    if len({r.tiles.grid + (r.tiles.ys[-1], r.tiles.xs[-1]) for r in records}) > 1:
+        raise FocusmonError("the sweep's frames change size: no one grid of tiles fits them")
+    fit = fit_field([r.tiles for r in records], measure=measure)
+    step = (indices[-1] - indices[0]) / (len(indices) - 1) if len(indices) > 1 else 1.0
+    field = fit.as_dict(None if z_step is None else z_step * step)
+    field["positions"] = [[float(np.interp(p, range(len(indices)), indices)) for p in row]
+                          for row in fit.positions]  # fmt: skip
+    for key in ("tilt_x_per_100px", "tilt_y_per_100px", "tilt_per_100px", "residual"):
+        if field[key] is not None:
+            field[key] *= step
+    if field["curvature_per_100px2"] is not None:
+        field["curvature_per_100px2"] *= step
+    if z_step is not None:
+        field["z_step"] = z_step
+    first = records[0].tiles
+    return {"grid": list(first.grid), "ys": list(first.ys), "xs": list(first.xs), **field}
 
 
 # -- watch --------------------------------------------------------------------------------------

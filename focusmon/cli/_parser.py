@@ -59,6 +59,16 @@ SOURCE_HELP = (
 )
 
 
+def _grid(text: str) -> tuple[int, int]:
+    """``ROWSxCOLS`` (4x4) as (rows, cols): an argparse ``type=``."""
+    rows, sep, cols = text.lower().partition("x")
+    if not (sep and rows.isdigit() and cols.isdigit() and int(rows) >= 1 and int(cols) >= 1):
+        raise argparse.ArgumentTypeError(f"must be ROWSxCOLS, e.g. 4x4, got {text!r}")
+    if int(rows) * int(cols) > 4096:
+        raise argparse.ArgumentTypeError(f"at most 4096 tiles, got {text!r}")
+    return int(rows), int(cols)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``focusmon`` command's parser."""
     parser = _Parser(
@@ -84,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--frames", type=flag_type(Integer(1)), metavar="N", help="stop after N analysed frames"
     )
+    score.add_argument("--tiles", type=_grid, metavar="ROWSxCOLS",
+                       help="also score each tile of this grid (a focus map), in the same "
+                       "pass: a \"tiles\" object per line")  # fmt: skip
     add_flags(score, "score")
 
     peak = _command(
@@ -99,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the score to fit (default auto: noise-compensated Tenengrad, or variance for "
         "a dim sweep where its peak stands out better)",
     )  # fmt: skip
+    peak.add_argument("--tiles", type=_grid, metavar="ROWSxCOLS",
+                      help="also find each tile's peak and fit the field's tilt and "
+                      "curvature to them (a \"field\" object)")  # fmt: skip
+    peak.add_argument("--z-step", type=flag_type(Number(above=True)), metavar="UM",
+                      help="with --tiles: the focus step between frames (e.g. µm), to give "
+                      "the tilt across the field and the curvature in it")  # fmt: skip
     add_flags(peak, "peak")
 
     watch = _command(

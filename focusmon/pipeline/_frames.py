@@ -153,8 +153,10 @@ def score_source(
     *,
     roi: Sequence[int] | None = None,
     max_frames: int | None = None,
+    tiles: Sequence[int] | None = None,
 ) -> Iterator[FocusRecord]:
-    """Score ``source``'s frames (those its options keep) with ``backend``, in decode order.
+    """Score ``source``'s frames (those its options keep) with ``backend``, in decode order;
+    with ``tiles = (rows, cols)``, each record also has the frame's focus map.
 
     Decoding runs on its own thread; scoring on the caller's.
 
@@ -176,19 +178,23 @@ def score_source(
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             checked_shape = frame.luma.shape
-        record = analyse(backend, frame, roi, source)
+        record = analyse(backend, frame, roi, source, tiles)
         yield record
         if max_frames is not None and stats.analysed >= max_frames:
             return
 
 
 def analyse(
-    backend: Backend, frame: LumaFrame, roi: Sequence[int] | None, source: Source
+    backend: Backend,
+    frame: LumaFrame,
+    roi: Sequence[int] | None,
+    source: Source,
+    tiles: Sequence[int] | None = None,
 ) -> FocusRecord:
     """Score one of ``source``'s frames and count it as analysed."""
     record = score_frame(
         backend, frame.luma, frame.index, frame.pts, roi=roi,
-        scale=frame.scale, offset=frame.offset,
+        scale=frame.scale, offset=frame.offset, tiles=tiles,
     )  # fmt: skip
     source.stats.analysed += 1
     return record

@@ -7,6 +7,8 @@ opens a source or calls a kernel, so each policy can be tested frame by frame.
 * `RecordRing`, `FrameSlots` — fixed-capacity storage, no allocation per frame.
 * `BestFramePicker` — the sharpest frame of every window of N frames or T seconds.
 * `find_peak`, `PeakTracker` — the in-focus frame of a focus sweep, after or during it.
+* `fit_field` — each tile's peak in a sweep of focus maps, and the field's tilt and
+  curvature.
 * `AlertTracker` — a stream's `AlertState`: ok, blurred, obstructed, dark or no_signal;
   `no_signal` and `signal_valid` — the rules that judge a stream from its source's state.
 """
@@ -24,6 +26,7 @@ from ._alerts import (
     signal_valid,
 )
 from ._best import BestFrame, BestFramePicker
+from ._field import FieldFit, fit_field
 from ._peak import Peak, PeakTracker, find_peak, peak_position
 from ._ring import FrameSlots, RecordRing
 from ._score import SHARPNESS, normalised_sharpness
@@ -37,12 +40,14 @@ __all__ = [
     "AlertTracker",
     "BestFrame",
     "BestFramePicker",
+    "FieldFit",
     "FrameSlots",
     "Peak",
     "PeakTracker",
     "RecordRing",
     "StateChange",
     "find_peak",
+    "fit_field",
     "no_signal",
     "normalised_sharpness",
     "peak_position",

@@ -22,11 +22,14 @@ class Sweep:
     focus_position : float
         Where focus lies between frames (fractional index).
     radii : ndarray
-        Blur radius of each frame, in pixels.
+        Blur radius of each frame, in pixels (at the centre of the field).
     light : ndarray
         Illumination of each frame (drift x flicker).
     bits : int
         8 or 16.
+    tilt_x, tilt_y : float
+        The focal plane's tilt: frames of focus per 100 px to the right and downward
+        (focus at pixel (x, y) is ``focus_position + tilt_x * (x - W/2) / 100 + ...``).
     """
 
     frames: list[np.ndarray]
@@ -35,6 +38,8 @@ class Sweep:
     radii: np.ndarray
     light: np.ndarray
     bits: int
+    tilt_x: float = 0.0
+    tilt_y: float = 0.0
 
 
 def focus_sweep(
@@ -49,6 +54,7 @@ def focus_sweep(
     read_noise_e: float = 2.0,
     bits: int = 8,
     exposure: float = 0.75,
+    tilt: tuple[float, float] = (0.0, 0.0),
     rng: np.random.Generator | int | None = None,
 ) -> Sweep:
     """Render a focus sweep of ``image`` through focus.
@@ -76,6 +82,10 @@ def focus_sweep(
         The sensor, see `expose`. Low light is a few tens of photons at white.
     exposure : float
         Scene white relative to sensor full scale: headroom against clipping under flicker.
+    tilt : (float, float)
+        A tilted slide or sensor: the focal plane's slope, frames of focus per 100 px to
+        the right and downward. Each pixel is blurred by its own distance from it (blurs
+        at radii 0.25 px apart, blended linearly).
     rng : Generator, int or None
         Random source or seed.
 
@@ -95,15 +105,40 @@ def focus_sweep(
     if flicker:
         light = light * (1.0 + flicker * rng.uniform(-1.0, 1.0, n_frames))
     scene = np.asarray(image, dtype=np.float32) * exposure
+    h, w = scene.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    plane = tilt[0] * (xx - w / 2) / 100.0 + tilt[1] * (yy - h / 2) / 100.0
     frames = [
         expose(
-            defocus(scene, float(r)),
+            _tilted_defocus(scene, np.abs(kk - focus - plane) * step_px) if any(tilt)
+            else defocus(scene, float(r)),
             light=float(lv),
             photons_at_white=photons_at_white,
             read_noise_e=read_noise_e,
             bits=bits,
             rng=rng,
         )
-        for r, lv in zip(radii, light, strict=True)
-    ]
-    return Sweep(frames, int(np.argmin(radii)), float(focus), radii, light, bits)
+        for kk, r, lv in zip(k, radii, light, strict=True)
+    ]  # fmt: skip
+    return Sweep(frames, int(np.argmin(radii)), float(focus), radii, light, bits, *tilt)
+
+
+#: The radii a tilted sweep's blurs are rendered at are this far apart, in pixels.
+RADIUS_STEP = 0.25
+
+
+def _tilted_defocus(scene: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """``scene`` with each pixel blurred by its own ``radius`` (px): blurs at radii
+    `RADIUS_STEP` apart, each pixel blended linearly between the two nearest."""
+    level = radius / RADIUS_STEP
+    lo = np.floor(level).astype(np.int64)
+    frac = (level - lo).astype(np.float32)
+    out = np.zeros_like(scene)
+    for k in range(int(lo.min()), int(lo.max()) + 2):
+        near = (lo == k) | (lo + 1 == k)
+        if not near.any():
+            continue
+        blurred = defocus(scene, k * RADIUS_STEP)
+        weight = np.where(lo == k, 1.0 - frac, 0.0) + np.where(lo + 1 == k, frac, 0.0)
+        out += blurred * weight.astype(np.float32)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -224,3 +225,48 @@ def test_a_frame_folder_that_goes_away_stops_no_stream(capsys, caplog, tmp_path,
     assert watcher.sink_failures() == {"FrameSaver": 9}  # a window of 10 frames each
     said = [r.getMessage() for r in caplog.records if "FrameSaver" in r.getMessage()]
     assert len(said) == 1
+
+
+# -- the focus map on the command line ----------------------------------------------------------
+
+
+def test_score_with_tiles_prints_each_tile_and_refuses_a_grid_too_fine(capsys, sweep):
+    code, out, err = run(capsys, "score", str(sweep), "--frames", "2", "--tiles", "2x3")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 2
+    tiles = lines[0]["tiles"]
+    assert tiles["grid"] == [2, 3] and tiles["ys"][-1] == 240 and tiles["xs"][-1] == 320
+    assert len(tiles["tenengrad"]) == 2 and all(len(row) == 3 for row in tiles["tenengrad"])
+    # The frame's measures are the tiles' together: the mean is their pixel-weighted mean.
+    sizes = np.outer(np.diff(tiles["ys"]), np.diff(tiles["xs"]))
+    assert np.sum(sizes * np.array(tiles["mean"])) / sizes.sum() == pytest.approx(
+        lines[0]["mean"], rel=1e-12)  # fmt: skip
+    code, out, err = run(capsys, "score", str(sweep), "--tiles", "130x20")
+    assert code == 1 and "needs a frame of at least 40x260" in err and out == ""
+    for bad in ("0x4", "4", "axb", "100x100"):
+        code, _, err = run(capsys, "score", str(sweep), "--tiles", bad)
+        assert code == 2 and "--tiles" in err, err
+
+
+def test_peak_with_tiles_gives_the_field_s_tilt(capsys, tmp_path):
+    tissue = cv2.cvtColor(skimage.data.immunohistochemistry(), cv2.COLOR_RGB2GRAY)
+    crop = tissue[100:340, 200:520].astype(np.float32) / 255
+    stack = testing.focus_sweep(crop, n_frames=31, focus=15.0, tilt=(2.0, -1.0), rng=4)
+    path = tmp_path / "tilted.tif"
+    assert cv2.imwritemulti(str(path), list(stack.frames))
+    code, out, err = run(capsys, "peak", str(path), "--tiles", "4x4", "--z-step", "0.5")
+    assert code == 0, err
+    field = json.loads(out)["field"]
+    assert field["grid"] == [4, 4] and len(field["positions"]) == 4
+    assert field["tilt_per_100px"] == pytest.approx(math.hypot(2.0, 1.0), rel=0.1)
+    assert field["tilt_x_per_100px"] > 0 > field["tilt_y_per_100px"]
+    # 0.5 um a frame: the tilt from the first tile centre to the last, in um.
+    xs = field["xs"]
+    across = ((xs[-2] + xs[-1]) - (xs[0] + xs[1])) / 2 / 100
+    assert field["tilt_x_across"] == pytest.approx(field["tilt_x_per_100px"] * across * 0.5)
+    # Every other frame: positions and tilt stay in frames of the stack.
+    code, out, err = run(capsys, "peak", str(path), "--tiles", "4x4", "--every", "2")
+    assert code == 0, err
+    half = json.loads(out)["field"]
+    assert half["tilt_per_100px"] == pytest.approx(field["tilt_per_100px"], rel=0.15)
