@@ -511,6 +511,10 @@ OPTIONS: Mapping[str, Option] = {
                "time constant of the baseline's following slow changes of the scene"),
         Option("blur_threshold", ALERTS, _POSITIVE, "a fixed threshold on the normalised "
                "score instead of the learned baseline"),
+        Option("frozen_s", ALERTS, Number(metavar="S"), "frames whose picture has not "
+               "changed for S seconds are frozen (0: never)"),
+        Option("frozen_diff", ALERTS, Number(metavar="GREY"), "a picture has changed when "
+               "its samples differ from the last frame's by more than this on average"),
         # -- a fleet (focusmon fleet) --
         Option("streams_per_shard", FLEET, Integer(1), "streams a shard (one Ray actor, one "
                "Watcher) runs; it asks for as many focusmon_slots", commands=("fleet",)),

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import __version__, kernels
 from .._errors import ConfigError
 from ..config import StreamSpec, WatchConfig
@@ -22,6 +24,7 @@ from ..scheduler import (
     BestFramePicker,
     StateChange,
     no_signal,
+    picture_samples,
     signal_valid,
 )
 from ..sinks import Sink, StreamSnapshot
@@ -248,8 +251,9 @@ class Watcher:
                         log.warning("%s: frames can be scored again", spec.name)
                         status.unfit_why = None
                     when = self._time_of(frame, source)
+                    view = _samples(frame, spec.roi)
                     with status.lock:  # the record and the state it led to, together
-                        change = tracker.update(record.scores, when)
+                        change = tracker.update(record.scores, when, view, frame.key)
                         status.keep(record, self._clock())
                     self._changed(change)
                     if picker is not None:
@@ -476,6 +480,18 @@ class Watcher:
                     how += f"; skipping frames: {status.unfit_why}"
             lines.append(f"{status.spec.name}: {how}")
         return lines
+
+
+def _samples(frame: LumaFrame, roi: Sequence[int] | None):
+    """`picture_samples` of a frame in host memory (its ROI), for the frozen check; None
+    for a frame left on the GPU (not judged frozen)."""
+    luma = frame.luma
+    if not isinstance(luma, np.ndarray):
+        return None
+    if roi is not None:
+        x, y, w, h = roi
+        luma = luma[y : y + h, x : x + w]
+    return picture_samples(luma, frame.scale, frame.offset)
 
 
 def _label(sink: Sink) -> str:

@@ -9,7 +9,8 @@ opens a source or calls a kernel, so each policy can be tested frame by frame.
 * `find_peak`, `PeakTracker` — the in-focus frame of a focus sweep, after or during it.
 * `fit_field` — each tile's peak in a sweep of focus maps, and the field's tilt and
   curvature.
-* `AlertTracker` — a stream's `AlertState`: ok, blurred, obstructed, dark or no_signal;
+* `AlertTracker` — a stream's `AlertState`: ok, blurred, obstructed, dark, no_signal or
+  frozen (`FreezeWatch`, on `picture_samples`);
   `no_signal` and `signal_valid` — the rules that judge a stream from its source's state.
 """
 
@@ -21,8 +22,10 @@ from ._alerts import (
     AlertSettings,
     AlertState,
     AlertTracker,
+    FreezeWatch,
     StateChange,
     no_signal,
+    picture_samples,
     signal_valid,
 )
 from ._best import BestFrame, BestFramePicker
@@ -41,6 +44,7 @@ __all__ = [
     "BestFrame",
     "BestFramePicker",
     "FieldFit",
+    "FreezeWatch",
     "FrameSlots",
     "Peak",
     "PeakTracker",
@@ -51,5 +55,6 @@ __all__ = [
     "no_signal",
     "normalised_sharpness",
     "peak_position",
+    "picture_samples",
     "signal_valid",
 ]

@@ -10,6 +10,8 @@ import enum
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..kernels import FocusScores
 from ._score import SHARPNESS, normalised_sharpness
 
@@ -23,6 +25,7 @@ class AlertState(str, enum.Enum):
     OBSTRUCTED = "obstructed"  # a lit but flat picture: a covered lens
     DARK = "dark"  # too little light to judge
     NO_SIGNAL = "no_signal"  # stalled, disconnected, or not connected after its open timeout
+    FROZEN = "frozen"  # frames keep coming, but the picture does not change
 
     def __str__(self) -> str:
         return self.value
@@ -35,9 +38,9 @@ class AlertState(str, enum.Enum):
 
     @property
     def signal_valid(self) -> bool:
-        """Whether frames in this state describe the camera's view (all but dark and
-        no_signal)."""
-        return self not in (AlertState.DARK, AlertState.NO_SIGNAL)
+        """Whether frames in this state describe the camera's view (all but dark,
+        no_signal and frozen)."""
+        return self not in (AlertState.DARK, AlertState.NO_SIGNAL, AlertState.FROZEN)
 
 
 #: The alert states, in their order in the exposition.
@@ -100,6 +103,12 @@ class AlertSettings:
     blur_threshold : float or None
         A fixed threshold on the normalised score instead of the learned baseline, for
         users who want one.
+    frozen_s : float
+        Frames whose picture has not changed for this long are `frozen` (0: never).
+    frozen_diff : float
+        A frame has changed when its samples differ from the previous frame's by more
+        than this (mean absolute difference, 8-bit grey levels); a live scene's sensor
+        noise alone is several times more.
     """
 
     measure: str = "tenengrad"
@@ -112,10 +121,13 @@ class AlertSettings:
     learn_s: float = 3.0
     baseline_tau_s: float = 120.0
     blur_threshold: float | None = None
+    frozen_s: float = 30.0
+    frozen_diff: float = 0.1
 
     def __post_init__(self) -> None:
         names = ("enter_ratio", "leave_ratio", "min_dwell_s", "dark_mean", "obstructed_std",
-                 "obstructed_ratio", "learn_s", "baseline_tau_s")  # fmt: skip
+                 "obstructed_ratio", "learn_s", "baseline_tau_s", "frozen_s",
+                 "frozen_diff")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -197,9 +209,11 @@ class AlertTracker:
     (``dark_mean``) is `dark`, where nothing is judged at all.
 
     *Decisions.* Each frame yields a candidate: `dark`, `obstructed` (a lit but flat
-    frame: a covered lens), `blurred` (score below ``enter_ratio`` × baseline, or below
-    ``leave_ratio`` × baseline while already blurred) or `ok`. The state follows a
-    candidate only once it has held for ``min_dwell_s``.
+    frame: a covered lens), `frozen` (a picture with content that has not changed for
+    ``frozen_s``, told by `FreezeWatch` from samples of it, `update`'s ``view``),
+    `blurred` (score below ``enter_ratio`` × baseline, or below ``leave_ratio`` ×
+    baseline while already blurred) or `ok`. The state follows a candidate only once it
+    has held for ``min_dwell_s``.
     """
 
     def __init__(
@@ -220,14 +234,31 @@ class AlertTracker:
         self._candidate = AlertState.OK
         self._candidate_since: float | None = None
         self._last_time: float | None = None
+        self._freeze = FreezeWatch(self.settings.frozen_s, self.settings.frozen_diff)
 
     # -- public ---------------------------------------------------------------------------
 
-    def update(self, scores: FocusScores, time_s: float) -> StateChange | None:
-        """Take one frame's scores at ``time_s``; a `StateChange` if the state changed."""
+    def update(
+        self,
+        scores: FocusScores,
+        time_s: float,
+        view: np.ndarray | None = None,
+        key: bool = True,
+    ) -> StateChange | None:
+        """Take one frame's scores at ``time_s``; a `StateChange` if the state changed.
+
+        ``view``: samples of the frame's picture (`picture_samples`), in 8-bit grey
+        levels, by which a picture that stopped changing is told (without: never frozen);
+        ``key``: a keyframe came with or since the last frame (see `FreezeWatch`).
+        """
         dt = 0.0 if self._last_time is None else max(time_s - self._last_time, 0.0)
         self._last_time = time_s
+        frozen = view is not None and self._freeze.update(view, time_s, key)
         candidate = self._judge(scores, dt)
+        # What it shows is old: its sharpness says nothing of the camera now. (A black or
+        # flat picture may well repeat exactly: dark and obstructed say more of it.)
+        if frozen and candidate.judged:
+            candidate = AlertState.FROZEN
         self._judged_a_frame = True
         return self._settle(candidate, time_s)
 
@@ -369,6 +400,73 @@ class AlertTracker:
         )  # fmt: skip
         self.state = state
         return change
+
+
+class FreezeWatch:
+    """Whether a stream's picture has stopped changing. Frozen: for ``frozen_s`` (0:
+    never), no keyframe whose samples differ from the previous keyframe's by more than
+    ``still_diff`` on average, at least one that matched, and no frame in between that
+    differs from the one before it by ten times that.
+
+    Keyframes are what tell a still scene from a stuck one. An encoder at a low bit rate
+    codes a still scene's frames between keyframes as "nothing changed" (x264 at CRF 35:
+    a mean difference of 0.04 grey levels), but its sensor noise anew in each keyframe
+    (2.5 grey levels and more); an encoder fed one picture over and over refines it in
+    the frames between (up to 0.1) and starts again at each keyframe (0.5 to 5 from the
+    frame before), but codes each keyframe the same. Where every frame is a keyframe (an
+    MJPEG camera, images) each frame is compared with the one before.
+    """
+
+    def __init__(self, frozen_s: float, still_diff: float) -> None:
+        self.frozen_s, self.still_diff = frozen_s, still_diff
+        self._previous: np.ndarray | None = None  # the last frame's samples
+        self._key: np.ndarray | None = None  # the last keyframe's
+        self._changed_at: float | None = None
+        self._matched = 0  # keyframes like the one before, since the last change
+        self.difference = math.nan  # the last comparison's, for a look at a stream
+
+    def update(self, view: np.ndarray, time_s: float, key: bool = True) -> bool:
+        """Take one frame's samples at ``time_s`` (``key``: a keyframe came with or since
+        the last frame); whether the picture is frozen."""
+        view = np.asarray(view, np.float32)
+        previous, self._previous = self._previous, view
+        if previous is None or previous.shape != view.shape:
+            self._key = view if key else None
+            self._changed_at, self._matched, self.difference = time_s, 0, math.nan
+            return False
+        if key:
+            if self._key is None or self._key.shape != view.shape:
+                self._key = view
+                return False
+            self.difference = float(np.mean(np.abs(view - self._key)))
+            self._key = view
+            if self.difference <= self.still_diff:
+                self._matched += 1
+            else:  # (a NaN is a change, not a freeze)
+                self._changed_at, self._matched = time_s, 0
+        else:
+            self.difference = float(np.mean(np.abs(view - previous)))
+            if not self.difference <= 10 * self.still_diff:  # moving: not stuck
+                self._changed_at, self._matched = time_s, 0
+        assert self._changed_at is not None
+        still_s = time_s - self._changed_at
+        return self.frozen_s > 0 and self._matched > 0 and still_s >= self.frozen_s
+
+
+#: `picture_samples` takes about this many samples across and down a frame.
+SAMPLES_ACROSS, SAMPLES_DOWN = 64, 36
+
+
+def picture_samples(luma: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+    """Samples of a frame on a regular grid of about 64 x 36 (single pixels, not averages:
+    a live camera's sensor noise stays in them), in 8-bit grey levels (``(v - offset) *
+    scale``, as the measures are): what `AlertTracker.update` tells a frozen picture by."""
+    h, w = luma.shape
+    step_y, step_x = max(h // SAMPLES_DOWN, 1), max(w // SAMPLES_ACROSS, 1)
+    samples = luma[step_y // 2 :: step_y, step_x // 2 :: step_x].astype(np.float32)
+    if scale != 1.0 or offset != 0.0:
+        samples = (samples - np.float32(offset)) * np.float32(scale)
+    return samples
 
 
 def _finite(value: float) -> float:

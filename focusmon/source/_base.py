@@ -274,6 +274,7 @@ class Source:
         # stall, scored as if the stream were back (measured: tests/integration/test_faults.py).
         waited_too_long = timeout_s if self.live else math.inf
         failed_run = 0
+        key_since = False  # a keyframe decoded since the last frame handed on
         packets = container.demux(stream)
         while True:
             asked = clock()
@@ -306,11 +307,13 @@ class Source:
                 if frame.is_corrupt:
                     stats.corrupt += 1
                     continue
+                key_since = key_since or frame.key_frame
                 t = timeline.time_of(frame.time, now)
                 stats.last_time = t
                 if keep(index, t):
                     luma, scale, offset = luma_of(frame)
-                    yield LumaFrame(luma, index, t, scale, offset, now)
+                    yield LumaFrame(luma, index, t, scale, offset, now, bool(key_since))
+                    key_since = False
 
 
 def open_container(

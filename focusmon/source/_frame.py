@@ -39,6 +39,10 @@ class LumaFrame:
         ``(sample - offset) * scale`` is the sample in 8-bit full-range grey levels.
     arrival : float or None
         ``time.monotonic()`` when the decoder delivered the frame (live sources).
+    key : bool
+        A keyframe was decoded since the previous frame handed on (this one, or one that
+        ``every``/``max_fps`` skipped): a picture coded whole, not from the last one.
+        True for images and intra-only codecs.
     """
 
     luma: np.ndarray | DeviceLuma
@@ -47,6 +51,7 @@ class LumaFrame:
     scale: float = 1.0
     offset: float = 0.0
     arrival: float | None = None
+    key: bool = True
 
 
 def range_mapping(bits: int, full_range: bool) -> tuple[float, float]:

@@ -54,12 +54,13 @@ EXPORTED = frozenset(
         "focusmon_processing_seconds_sum",
     }
 )
-STATES = ("ok", "blurred", "obstructed", "dark", "no_signal")
+STATES = ("ok", "blurred", "obstructed", "dark", "no_signal", "frozen")
 ALERTS = (
     "FocusmonStreamBlurred",
     "FocusmonStreamObstructed",
     "FocusmonStreamDark",
     "FocusmonNoSignal",
+    "FocusmonStreamFrozen",
     "FocusmonFrameRateZero",
     "FocusmonExporterDown",
 )

@@ -351,10 +351,14 @@ def test_no_nan_leaves_the_tracker():
 
 
 def test_alert_states_are_their_names_and_say_what_they_mean():
-    assert [str(s) for s in STATES] == ["ok", "blurred", "obstructed", "dark", "no_signal"]
+    assert [str(s) for s in STATES] == [
+        "ok", "blurred", "obstructed", "dark", "no_signal", "frozen"
+    ]  # fmt: skip
     assert AlertState.BLURRED == "blurred" and f"{AlertState.NO_SIGNAL}" == "no_signal"
     assert [s for s in STATES if s.judged] == [AlertState.OK, AlertState.BLURRED]
-    assert [s for s in STATES if not s.signal_valid] == [AlertState.DARK, AlertState.NO_SIGNAL]
+    assert [s for s in STATES if not s.signal_valid] == [
+        AlertState.DARK, AlertState.NO_SIGNAL, AlertState.FROZEN
+    ]  # fmt: skip
 
 
 def test_the_no_signal_rule():

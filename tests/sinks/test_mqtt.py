@@ -179,7 +179,7 @@ def test_watch_publishes_states_attributes_and_discovery_and_says_offline_at_exi
     assert len({c["unique_id"] for c in configs.values()}) == 3
     assert len({json.dumps(c["device"]) for c in configs.values()}) == 1  # one device
     state = configs[f"homeassistant/sensor/fm/{level}_state/config"]
-    assert set(state["options"]) == {"ok", "blurred", "obstructed", "dark", "no_signal"}
+    assert set(state["options"]) == {"ok", "blurred", "obstructed", "dark", "no_signal", "frozen"}
 
     said = capsys.readouterr().err + caplog.text + "".join(held.keys())
     payloads = b"".join(held.values()).decode()
