@@ -511,6 +511,12 @@ OPTIONS: Mapping[str, Option] = {
                "time constant of the baseline's following slow changes of the scene"),
         Option("blur_threshold", ALERTS, _POSITIVE, "a fixed threshold on the normalised "
                "score instead of the learned baseline"),
+        Option("moved_s", ALERTS, Number(metavar="S"), "a view unlike the learned one "
+               "(a camera turned or knocked) for S seconds is moved (0: never)"),
+        Option("moved_share", ALERTS, Number(0.0, 1.0, metavar="R"), "the share of the "
+               "picture that must differ from the learned view (or all of it shifted)"),
+        Option("relearn_s", ALERTS, Number(metavar="S"), "after S seconds a new view is the "
+               "one learned, and the stream ok again (0: never)"),
         Option("frozen_s", ALERTS, Number(metavar="S"), "frames whose picture has not "
                "changed for S seconds are frozen (0: never)"),
         Option("frozen_diff", ALERTS, Number(metavar="GREY"), "a picture has changed when "

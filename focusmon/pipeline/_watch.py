@@ -26,6 +26,7 @@ from ..scheduler import (
     no_signal,
     picture_samples,
     signal_valid,
+    thumbnail,
 )
 from ..sinks import Sink, StreamSnapshot
 from ..sinks.metrics import KernelTimes
@@ -251,9 +252,9 @@ class Watcher:
                         log.warning("%s: frames can be scored again", spec.name)
                         status.unfit_why = None
                     when = self._time_of(frame, source)
-                    view = _samples(frame, spec.roi)
+                    view, thumb = _samples(frame, spec.roi)
                     with status.lock:  # the record and the state it led to, together
-                        change = tracker.update(record.scores, when, view, frame.key)
+                        change = tracker.update(record.scores, when, view, frame.key, thumb)
                         status.keep(record, self._clock())
                     self._changed(change)
                     if picker is not None:
@@ -483,15 +484,16 @@ class Watcher:
 
 
 def _samples(frame: LumaFrame, roi: Sequence[int] | None):
-    """`picture_samples` of a frame in host memory (its ROI), for the frozen check; None
-    for a frame left on the GPU (not judged frozen)."""
+    """`picture_samples` and `thumbnail` of a frame in host memory (its ROI), for the
+    frozen and moved checks; Nones for a frame left on the GPU (judged neither)."""
     luma = frame.luma
     if not isinstance(luma, np.ndarray):
-        return None
+        return None, None
     if roi is not None:
         x, y, w, h = roi
         luma = luma[y : y + h, x : x + w]
-    return picture_samples(luma, frame.scale, frame.offset)
+    return (picture_samples(luma, frame.scale, frame.offset),
+            thumbnail(luma, frame.scale, frame.offset))  # fmt: skip
 
 
 def _label(sink: Sink) -> str:

@@ -9,8 +9,8 @@ opens a source or calls a kernel, so each policy can be tested frame by frame.
 * `find_peak`, `PeakTracker` — the in-focus frame of a focus sweep, after or during it.
 * `fit_field` — each tile's peak in a sweep of focus maps, and the field's tilt and
   curvature.
-* `AlertTracker` — a stream's `AlertState`: ok, blurred, obstructed, dark, no_signal or
-  frozen (`FreezeWatch`, on `picture_samples`);
+* `AlertTracker` — a stream's `AlertState`: ok, blurred, obstructed, dark, no_signal,
+  frozen (`FreezeWatch`, on `picture_samples`) or moved (`ViewWatch`, on `thumbnail`);
   `no_signal` and `signal_valid` — the rules that judge a stream from its source's state.
 """
 
@@ -33,6 +33,7 @@ from ._field import FieldFit, fit_field
 from ._peak import Peak, PeakTracker, find_peak, peak_position
 from ._ring import FrameSlots, RecordRing
 from ._score import SHARPNESS, normalised_sharpness
+from ._views import ViewWatch, ssim_map, thumbnail
 
 __all__ = [
     "CONNECTING",
@@ -50,6 +51,7 @@ __all__ = [
     "PeakTracker",
     "RecordRing",
     "StateChange",
+    "ViewWatch",
     "find_peak",
     "fit_field",
     "no_signal",
@@ -57,4 +59,6 @@ __all__ = [
     "peak_position",
     "picture_samples",
     "signal_valid",
+    "ssim_map",
+    "thumbnail",
 ]

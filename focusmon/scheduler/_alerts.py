@@ -14,6 +14,7 @@ import numpy as np
 
 from ..kernels import FocusScores
 from ._score import SHARPNESS, normalised_sharpness
+from ._views import ViewWatch
 
 
 class AlertState(str, enum.Enum):
@@ -26,6 +27,7 @@ class AlertState(str, enum.Enum):
     DARK = "dark"  # too little light to judge
     NO_SIGNAL = "no_signal"  # stalled, disconnected, or not connected after its open timeout
     FROZEN = "frozen"  # frames keep coming, but the picture does not change
+    MOVED = "moved"  # the camera no longer shows the view it learned (turned, knocked)
 
     def __str__(self) -> str:
         return self.value
@@ -103,6 +105,14 @@ class AlertSettings:
     blur_threshold : float or None
         A fixed threshold on the normalised score instead of the learned baseline, for
         users who want one.
+    moved_s : float
+        A view unlike the learned one (turned, knocked, something parked in front of the
+        lens) for this long is `moved` (0: never).
+    moved_share : float
+        The share of the picture (of its 7x7 windows of a 64x36 thumbnail) that must
+        differ from the learned view; or the whole picture shifted by a thumbnail pixel.
+    relearn_s : float
+        After this long, a new view becomes the one learned, and the stream `ok` (0: never).
     frozen_s : float
         Frames whose picture has not changed for this long are `frozen` (0: never).
     frozen_diff : float
@@ -121,13 +131,16 @@ class AlertSettings:
     learn_s: float = 3.0
     baseline_tau_s: float = 120.0
     blur_threshold: float | None = None
+    moved_s: float = 10.0
+    moved_share: float = 0.6
+    relearn_s: float = 300.0
     frozen_s: float = 30.0
     frozen_diff: float = 0.1
 
     def __post_init__(self) -> None:
         names = ("enter_ratio", "leave_ratio", "min_dwell_s", "dark_mean", "obstructed_std",
-                 "obstructed_ratio", "learn_s", "baseline_tau_s", "frozen_s",
-                 "frozen_diff")  # fmt: skip
+                 "obstructed_ratio", "learn_s", "baseline_tau_s", "moved_s", "moved_share",
+                 "relearn_s", "frozen_s", "frozen_diff")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -210,7 +223,9 @@ class AlertTracker:
 
     *Decisions.* Each frame yields a candidate: `dark`, `obstructed` (a lit but flat
     frame: a covered lens), `frozen` (a picture with content that has not changed for
-    ``frozen_s``, told by `FreezeWatch` from samples of it, `update`'s ``view``),
+    ``frozen_s``, told by `FreezeWatch` from samples of it, `update`'s ``view``), `moved`
+    (most of the picture unlike the view learned at its light for ``moved_s``, or all of
+    it shifted: `ViewWatch`, on `update`'s ``thumb``),
     `blurred` (score below ``enter_ratio`` × baseline, or below ``leave_ratio`` ×
     baseline while already blurred) or `ok`. The state follows a candidate only once it
     has held for ``min_dwell_s``.
@@ -235,6 +250,8 @@ class AlertTracker:
         self._candidate_since: float | None = None
         self._last_time: float | None = None
         self._freeze = FreezeWatch(self.settings.frozen_s, self.settings.frozen_diff)
+        s = self.settings
+        self._views = ViewWatch(s.moved_share, s.moved_s, s.relearn_s, s.learn_s)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -244,12 +261,15 @@ class AlertTracker:
         time_s: float,
         view: np.ndarray | None = None,
         key: bool = True,
+        thumb: np.ndarray | None = None,
     ) -> StateChange | None:
         """Take one frame's scores at ``time_s``; a `StateChange` if the state changed.
 
         ``view``: samples of the frame's picture (`picture_samples`), in 8-bit grey
         levels, by which a picture that stopped changing is told (without: never frozen);
-        ``key``: a keyframe came with or since the last frame (see `FreezeWatch`).
+        ``key``: a keyframe came with or since the last frame (see `FreezeWatch`);
+        ``thumb``: the frame's `thumbnail`, by which a camera that no longer shows its
+        view is told (without: never moved).
         """
         dt = 0.0 if self._last_time is None else max(time_s - self._last_time, 0.0)
         self._last_time = time_s
@@ -259,6 +279,12 @@ class AlertTracker:
         # flat picture may well repeat exactly: dark and obstructed say more of it.)
         if frozen and candidate.judged:
             candidate = AlertState.FROZEN
+        elif thumb is not None and candidate.judged and self.settings.moved_s > 0:
+            assert self._key is not None  # a judged frame has a light level
+            if self._views.update(thumb, self._key, time_s, dt):
+                candidate = AlertState.MOVED
+            elif self._views.relearned:  # a new view: its sharpness is learned anew too
+                self._levels[self._key] = _Baseline()
         self._judged_a_frame = True
         return self._settle(candidate, time_s)
 

@@ -54,12 +54,13 @@ EXPORTED = frozenset(
         "focusmon_processing_seconds_sum",
     }
 )
-STATES = ("ok", "blurred", "obstructed", "dark", "no_signal", "frozen")
+STATES = ("ok", "blurred", "obstructed", "dark", "no_signal", "frozen", "moved")
 ALERTS = (
     "FocusmonStreamBlurred",
     "FocusmonStreamObstructed",
     "FocusmonStreamDark",
     "FocusmonNoSignal",
+    "FocusmonStreamMoved",
     "FocusmonStreamFrozen",
     "FocusmonFrameRateZero",
     "FocusmonExporterDown",

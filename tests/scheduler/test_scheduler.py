@@ -352,7 +352,7 @@ def test_no_nan_leaves_the_tracker():
 
 def test_alert_states_are_their_names_and_say_what_they_mean():
     assert [str(s) for s in STATES] == [
-        "ok", "blurred", "obstructed", "dark", "no_signal", "frozen"
+        "ok", "blurred", "obstructed", "dark", "no_signal", "frozen", "moved"
     ]  # fmt: skip
     assert AlertState.BLURRED == "blurred" and f"{AlertState.NO_SIGNAL}" == "no_signal"
     assert [s for s in STATES if s.judged] == [AlertState.OK, AlertState.BLURRED]

@@ -21,6 +21,7 @@ from focusmon import ConfigError
 from focusmon.cli import main
 from focusmon.config import add_flags, from_args, load, parse, to_toml
 from focusmon.pipeline import Watcher
+from focusmon.scheduler import STATES
 from focusmon.sinks import MetricsEndpoint
 from focusmon.sinks.mqtt import MqttSink, parse_url, topic_level
 
@@ -179,7 +180,7 @@ def test_watch_publishes_states_attributes_and_discovery_and_says_offline_at_exi
     assert len({c["unique_id"] for c in configs.values()}) == 3
     assert len({json.dumps(c["device"]) for c in configs.values()}) == 1  # one device
     state = configs[f"homeassistant/sensor/fm/{level}_state/config"]
-    assert set(state["options"]) == {"ok", "blurred", "obstructed", "dark", "no_signal", "frozen"}
+    assert set(state["options"]) == {str(s) for s in STATES} and "moved" in state["options"]
 
     said = capsys.readouterr().err + caplog.text + "".join(held.keys())
     payloads = b"".join(held.values()).decode()
