@@ -3,7 +3,8 @@
 Each camera serves ``multipart/x-mixed-replace`` JPEG frames (what MJPEG IP cameras send;
 focusmon reads it with ``format = "mpjpeg"``) of a photograph at a small size, a few a
 second, to any number of clients at once; ``camera.blurred = True`` blurs what every
-client sees from the next frame on. Cheap enough for a dozen streams on a 2-core machine.
+client sees from the next frame on, ``camera.frozen = True`` resends the last picture.
+Cheap enough for a dozen streams on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ BOUNDARY = "focusmonframe"
 
 
 class Camera:
-    """One camera: its scene (a photograph crop, shifted per seed) and its lens."""
+    """One camera: its scene (a photograph crop, shifted per seed), its lens, and its
+    sensor's noise (each frame a new draw, as a live camera's: the picture is never
+    quite the same). ``frozen = True`` resends the last picture, byte for byte."""
 
     def __init__(self, seed: int, size: tuple[int, int] = (160, 120), fps: float = 5.0):
         width, height = size
@@ -33,14 +36,21 @@ class Camera:
         self.soft = cv2.GaussianBlur(self.sharp, (0, 0), 4.0)
         self.fps = fps
         self.blurred = False
+        self.frozen = False
         self.clients = 0
+        self._rng = np.random.default_rng(seed)
+        self._last: bytes | None = None
 
     def jpeg(self, k: int) -> bytes:
-        frame = (self.soft if self.blurred else self.sharp).copy()
-        frame[0, k % frame.shape[1]] ^= 1  # no two frames alike
-        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if self.frozen and self._last is not None:
+            return self._last
+        frame = (self.soft if self.blurred else self.sharp).astype(np.int16)
+        frame += self._rng.integers(-3, 4, frame.shape, dtype=np.int16)  # sensor noise
+        ok, data = cv2.imencode(".jpg", np.clip(frame, 0, 255).astype(np.uint8),
+                                [cv2.IMWRITE_JPEG_QUALITY, 92])  # fmt: skip
         assert ok
-        return data.tobytes()
+        self._last = data.tobytes()
+        return self._last
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
