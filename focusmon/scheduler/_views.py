@@ -73,16 +73,18 @@ class ViewWatch:
     contrast matched to the reference's (`matched`: light is no change of view), is
     compared with it window by window (`ssim_map`); the share of windows below
     `CHANGED_SSIM` is how much of the picture changed, and phase correlation gives the
-    whole picture's shift. Moved: most of the picture changed (``moved_share``), or the
-    whole of it shifted by a thumbnail pixel or more, for ``moved_s`` — people and cars
-    crossing change a part, for a while. After ``relearn_s`` of the new view it becomes
+    whole picture's shift. Moved: most of the picture changed (``moved_share``, then 3/4
+    of it to stay changed), or the whole of it shifted by a thumbnail pixel or more, for
+    ``moved_s`` — people and cars crossing change a part, for a while. After ``relearn_s`` of the new view it becomes
     the reference (`relearned` is set), and the stream is no longer moved.
     """
 
     #: A window this dissimilar to the reference's has changed.
     CHANGED_SSIM = 0.5
-    #: A phase correlation peak this strong is a shift of the whole picture.
-    SHIFT_RESPONSE = 0.3
+    #: A phase correlation peak this strong is a shift of the whole picture (a scene of
+    #: little texture, a rocket against the sky, gives 0.13 to 0.18 when turned; people
+    #: crossing move no peak off 0; the dwell takes care of what is brief).
+    SHIFT_RESPONSE = 0.1
 
     def __init__(
         self, moved_share: float = 0.6, moved_s: float = 10.0, relearn_s: float = 300.0,
@@ -112,7 +114,10 @@ class ViewWatch:
         (dx, dy), response = cv2.phaseCorrelate(reference, cur, window)
         self.shift = (float(dx), float(dy)) if response >= self.SHIFT_RESPONSE else (0.0, 0.0)
         shifted = math.hypot(*self.shift) >= 1.0
-        if self.changed < self.moved_share and not shifted:
+        # Hysteresis: a view found changed stays so down to 3/4 of the share (a frame or
+        # two of a weak phase correlation peak must not start the wait again).
+        share = self.moved_share * (0.75 if self._moved_since is not None else 1.0)
+        if self.changed < share and not shifted:
             self._moved_since = None
             return False
         if self._moved_since is None:

@@ -17,9 +17,9 @@ import numpy as np
 from ._model import defocus, expose, night_noise_reduction
 
 #: Ground-truth labels of clip segments.
-TRUTHS = ("ok", "blurred", "obstructed", "dark")
+TRUTHS = ("ok", "blurred", "obstructed", "dark", "moved", "frozen")
 #: What may happen in a segment.
-EVENTS = ("day", "defocus", "cover", "night")
+EVENTS = ("day", "defocus", "cover", "night", "turn", "freeze")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,10 @@ class SurveillanceCamera:
       the view; the AGC then raises the gain, so the covered view is noisy, not black;
     * ``night``: the light falls by ``night_factor`` over 2 s and returns over 2 s at the end;
       below a quarter of the day light the camera goes to night mode: a higher gain cap
-      (more noise) and `night_noise_reduction` on (less fine detail).
+      (more noise) and `night_noise_reduction` on (less fine detail);
+    * ``turn``: the camera is turned by ``turn_px`` (the view slides across; what leaves
+      one side comes back at the other) and turned back at the end;
+    * ``freeze``: the camera resends its last frame until the end of the segment.
 
     With ``repeat`` the timeline starts again at its end, for ever. The camera's automatic
     gain and its night noise reduction carry state from frame to frame: ask for the frames
@@ -140,6 +143,8 @@ class SurveillanceCamera:
         Day light / night light.
     defocus_radius : float
         Blur-disk radius (px) of the knocked lens.
+    turn_px : int
+        How far a ``turn`` slides the view, in pixels.
     photons_at_white, read_noise_e :
         The sensor at unity gain, see `expose`.
     day_max_gain, night_max_gain : float
@@ -164,6 +169,7 @@ class SurveillanceCamera:
         day_light: float = 1.0,
         night_factor: float = 20.0,
         defocus_radius: float = 3.0,
+        turn_px: int = 24,
         photons_at_white: float = 4000.0,
         read_noise_e: float = 3.0,
         day_max_gain: float = 2.0,
@@ -185,6 +191,8 @@ class SurveillanceCamera:
         self.duration_s = float(self.timeline[-1][1])
         self.day_light, self.night_factor = float(day_light), night_factor
         self.defocus_radius = defocus_radius
+        self.turn_px = int(turn_px)
+        self._last: np.ndarray | None = None  # the last frame rendered, for a freeze
         self.photons_at_white, self.read_noise_e = photons_at_white, read_noise_e
         self.day_max_gain, self.night_max_gain = day_max_gain, night_max_gain
         self.nr_strength = nr_strength
@@ -232,14 +240,26 @@ class SurveillanceCamera:
                 light = light / self.night_factor ** _ramp(phase, start, end, 2.0, 2.0)
         return radius, light, cover, light < self.day_light / 4.0
 
+    def _during(self, t: float, event: str) -> bool:
+        phase = t % self.duration_s if self.repeat else t
+        return any(e == event and start <= phase < end for start, end, _, e in self.timeline)
+
     def render(self, t: float) -> np.ndarray:
         """The uint8 frame at ``t`` seconds (call with increasing times)."""
+        if self._last is not None and self._during(t, "freeze"):
+            return self._last.copy()
+        self._last = frame = self._render(t)
+        return frame
+
+    def _render(self, t: float) -> np.ndarray:
         height, width = self.size
         pad = self._pad
         # NumPy scalars, not floats: a float64 scalar makes the cover's blend float64.
         radius, light, cover, night_mode = (v[()] for v in self.conditions(t))
         ox = pad + int(round(pad * 0.5 * math.sin(2 * math.pi * t / 20.0)))
         view = self._scene[:height, ox : ox + width].copy()
+        if self._during(t, "turn"):
+            view = np.roll(view, self.turn_px, axis=1)
         sh, sw = self._sprite.shape
         x = int((t * self._sprite_speed) % (width + sw)) - sw
         x0, x1 = max(x, 0), min(x + sw, width)
