@@ -75,8 +75,9 @@ class ViewWatch:
     `CHANGED_SSIM` is how much of the picture changed, and phase correlation gives the
     whole picture's shift. Moved: most of the picture changed (``moved_share``, then 3/4
     of it to stay changed), or the whole of it shifted by a thumbnail pixel or more, for
-    ``moved_s`` — people and cars crossing change a part, for a while. After ``relearn_s`` of the new view it becomes
-    the reference (`relearned` is set), and the stream is no longer moved.
+    ``moved_s`` — people and cars crossing change a part, for a while. After
+    ``relearn_s`` of the new view it becomes the reference (`relearned` is set), and the
+    stream is no longer moved.
     """
 
     #: A window this dissimilar to the reference's has changed.
