@@ -157,6 +157,8 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _peak(args: argparse.Namespace) -> int:
+    if args.z_step is not None and not args.tiles:
+        raise ConfigError("--z-step is the focus step of --tiles' field: give --tiles too")
     config, backend, source = _open(args)
     measure = args.peak_measure
     tracker = PeakTracker(measure=measure) if source.live else None

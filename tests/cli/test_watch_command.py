@@ -270,3 +270,5 @@ def test_peak_with_tiles_gives_the_field_s_tilt(capsys, tmp_path):
     assert code == 0, err
     half = json.loads(out)["field"]
     assert half["tilt_per_100px"] == pytest.approx(field["tilt_per_100px"], rel=0.15)
+    code, out, err = run(capsys, "peak", str(path), "--z-step", "0.5")
+    assert code == 2 and "give --tiles too" in err and out == ""
