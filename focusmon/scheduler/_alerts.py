@@ -14,7 +14,7 @@ import numpy as np
 
 from ..kernels import FocusScores
 from ._score import SHARPNESS, normalised_sharpness
-from ._views import ViewWatch
+from ._views import THUMB_H, THUMB_W, ViewWatch
 
 
 class AlertState(str, enum.Enum):
@@ -166,6 +166,10 @@ class StateChange:
 
     ``time`` is Unix time for a ``live`` stream, else seconds of the stream. ``previous``
     is an `AlertState`, or `CONNECTING` for a stream that had not delivered a frame yet.
+    ``detail`` says more of some states, as (name, value) pairs: for `moved`, ``changed``
+    (the share of the picture unlike the learned view) and ``shift_x``, ``shift_y`` (the
+    whole picture's shift, as a share of its width and height); for `frozen`,
+    ``still_s`` (how long no frame has changed).
     """
 
     stream: str
@@ -175,12 +179,15 @@ class StateChange:
     score: float
     baseline: float
     live: bool = False
+    detail: tuple[tuple[str, float], ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        """The event's JSON object (``live`` is said by the time itself)."""
+        """The event's JSON object (``live`` is said by the time itself), with the
+        ``detail`` pairs after the rest."""
         return {
             "stream": self.stream, "time": self.time, "state": str(self.state),
             "previous": str(self.previous), "score": self.score, "baseline": self.baseline,
+            **dict(self.detail),
         }  # fmt: skip
 
 
@@ -420,9 +427,19 @@ class AlertTracker:
         if state is self.state:
             return None
         previous = self.state if self._judged_a_frame else CONNECTING
+        detail: tuple[tuple[str, float], ...] = ()
+        if state is AlertState.MOVED:
+            dx, dy = self._views.shift
+            detail = (
+                ("changed", round(self._views.changed, 3)),
+                ("shift_x", round(dx / THUMB_W, 3)),
+                ("shift_y", round(dy / THUMB_H, 3)),
+            )
+        elif state is AlertState.FROZEN:
+            detail = (("still_s", round(self._freeze.still_s(time_s), 1)),)
         change = StateChange(
             self.stream, float(time_s), state, previous, _finite(self.score),
-            _finite(self.baseline), self.live,
+            _finite(self.baseline), self.live, detail,
         )  # fmt: skip
         self.state = state
         return change
@@ -450,6 +467,10 @@ class FreezeWatch:
         self._changed_at: float | None = None
         self._matched = 0  # keyframes like the one before, since the last change
         self.difference = math.nan  # the last comparison's, for a look at a stream
+
+    def still_s(self, time_s: float) -> float:
+        """How long, at ``time_s``, the picture has not changed."""
+        return 0.0 if self._changed_at is None else max(time_s - self._changed_at, 0.0)
 
     def update(self, view: np.ndarray, time_s: float, key: bool = True) -> bool:
         """Take one frame's samples at ``time_s`` (``key``: a keyframe came with or since

@@ -120,6 +120,7 @@ def test_watch_reports_a_frozen_stretch_of_an_mjpeg_clip(tmp_path, camera, capsy
     said = [json.loads(line) for line in events.read_text().splitlines()]
     assert [(e["previous"], e["state"]) for e in said] == [("ok", "frozen"), ("frozen", "ok")]
     assert 5.0 + 5.0 <= said[0]["time"] <= 5.0 + 5.0 + 1.5  # stuck from 5 s, +5 s, +dwell
+    assert 6.0 <= said[0]["still_s"] <= 6.6 and "still_s" not in said[1]  # 5 s + the dwell
     assert 17.0 <= said[1]["time"] <= 17.0 + 1.5
 
 

@@ -80,6 +80,11 @@ def test_a_turned_camera_is_moved_then_relearned(photo, dx, dy):
     # Turned at 10 s: moved 10 s later (plus the dwell), the new view taken 25 s after it.
     assert 20.0 <= changes[0].time <= 21.5, changes[0]
     assert 35.0 <= changes[1].time <= 36.5, changes[1]
+    # The event says how: the whole picture slid against the turn (a share of its size).
+    event = changes[0].as_dict()
+    assert event["shift_x"] == pytest.approx(-dx / 320, abs=0.02), event
+    assert event["shift_y"] == pytest.approx(-dy / 240, abs=0.03), event
+    assert 0 <= event["changed"] <= 1 and "shift_x" not in changes[1].as_dict()
 
 
 def test_people_crossing_light_changes_and_a_defocus_do_not_move_a_camera(photo):
