@@ -429,45 +429,21 @@ def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
 
     ``flat[i * rs : i * rs + w]`` is row i. ``r0`` is even, so Haar row pairs never straddle
     two calls. ``out_i`` gets the int64 sums in `RawSums` order (sum_g, sum_g2, sum_lap,
-    sum_lap2, sum_grad2, sum_haar4) and ``out_f[0]`` the sum of gradient magnitudes.
+    sum_lap2, sum_grad2, sum_haar4) and ``out_f[0]`` the sum of gradient magnitudes, added
+    to what they hold (zeros). Each row is `fused_tile_sums`'s one tile (`_segment_sums`)
+    from column 0 to w, where its stencil runs are exactly the blocks.
     """
     _prefer_512_bit_vectors()
-    tg = np.int64(0)
-    tg2 = np.int64(0)
-    tl = _vertical_lap_sum(flat, h, rs, r0, r1, 0, w, wz)
-    tl2 = np.int64(0)
-    tt = np.int64(0)
+    out_i[2] += _vertical_lap_sum(flat, h, rs, r0, r1, 0, w, wz)
     th = np.int64(0)
-    tq = 0.0
     lap = _aligned_zeros(BLOCK + PAD, nz)
     gxy = _aligned_zeros(2 * (BLOCK + PAD), nz)
     for i in range(r0, r1):
         up = flat[(i - 1 if i > 0 else 1) * rs :][:w]  # BORDER_REFLECT_101
         mid = flat[i * rs :][:w]
         down = flat[(i + 1 if i < h - 1 else h - 2) * rs :][:w]
-        sg, sg2 = _row_moments(mid, w, wz)
-        tg += sg
-        tg2 += sg2
-        tl += np.int64(mid[1]) + np.int64(mid[w - 2]) - np.int64(mid[0]) - np.int64(mid[w - 1])
-        for c0 in range(1, w - 1, BLOCK):  # interior columns, then the borders after them
-            n = min(BLOCK, w - 1 - c0)
-            _stencil_run(up[c0 - 1 :], mid[c0 - 1 :], down[c0 - 1 :], n, nz, lap, gxy)
-            if c0 == 1:
-                lap[n], gxy[2 * n], gxy[2 * n + 1] = _stencil_at(up, mid, down, 1, 0, 1, nz)
-                n += 1
-            if c0 + BLOCK >= w - 1:
-                lap[n], gxy[2 * n], gxy[2 * n + 1] = _stencil_at(
-                    up, mid, down, w - 2, w - 1, w - 2, nz
-                )
-                n += 1
-            padded = -(-n // PAD) * PAD
-            lap[n:padded] = 0
-            gxy[2 * n : 2 * padded] = 0
-            sl2, st, sq = _scratch_sums(lap, gxy, padded, nz, wz)
-            tl2 += sl2
-            tt += st
-            tq += sq
-        if i % 2 == 0:
+        _segment_sums(up, mid, down, w, 0, w, nz, wz, lap, gxy, out_i, out_f)  # the row
+        if i % 2 == 0:  # a whole row's Haar blocks: one loop, summed as it goes
             below = flat[(i + 1 if i + 1 < h else i) * rs :][:w]  # odd height: repeat the row
             pairs = w // 2
             for k0 in range(0, pairs, BLOCK):
@@ -476,13 +452,7 @@ def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
             if w % 2:  # odd width: the last column pairs with itself, so only p survives
                 p = np.int64(mid[w - 1]) - np.int64(below[w - 1])
                 th += 4 * p * p  # (2a - 2c)^2 in the p term; q = r = 0
-    out_i[0] = tg
-    out_i[1] = tg2
-    out_i[2] = tl
-    out_i[3] = tl2
-    out_i[4] = tt
-    out_i[5] = th
-    out_f[0] = tq
+    out_i[5] += th
 
 
 @njit(parallel=True, **_JIT)
