@@ -55,6 +55,8 @@ SETTLE_S = 5.0
 SWEEP_S = 5.0
 
 _LEVEL = re.compile(r"[A-Za-z0-9_-]+")
+#: Each stream's Home Assistant entities: (component, key of its object id).
+ENTITIES = (("binary_sensor", "problem"), ("sensor", "state"), ("sensor", "sharpness"))
 
 
 @dataclass(frozen=True)
@@ -319,15 +321,15 @@ class MqttSink(BaseSink):
             "qos": 1,
         }  # fmt: skip
         entities = {
-            ("binary_sensor", "problem"): {
+            "problem": {
                 "name": "Problem", "device_class": "problem", "state_topic": f"{base}/state",
                 "value_template": "{{ 'OFF' if value == 'ok' else 'ON' }}",
             },
-            ("sensor", "state"): {
+            "state": {
                 "name": "State", "device_class": "enum", "state_topic": f"{base}/state",
                 "options": [str(s) for s in STATES], "icon": "mdi:cctv",
             },
-            ("sensor", "sharpness"): {
+            "sharpness": {
                 "name": "Sharpness", "state_topic": f"{base}/attributes",
                 "value_template": "{{ (value_json.relative * 100) | round(1) "
                                   "if value_json.relative is number else None }}",
@@ -337,16 +339,18 @@ class MqttSink(BaseSink):
         }  # fmt: skip
         return [
             (self._config_topic(component, stream.level, key),
-             json.dumps({**common, **entity, "unique_id": f"{uid}_{key}"}).encode(), True)
-            for (component, key), entity in entities.items()
+             json.dumps({**common, **entities[key], "unique_id": f"{uid}_{key}"}).encode(),
+             True)
+            for component, key in ENTITIES
         ]  # fmt: skip
 
     def _config_topic(self, component: str, level: str, key: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node}/{level}_{key}/config"
 
     def _current_configs(self) -> set[str]:
-        keys = (("binary_sensor", "problem"), ("sensor", "state"), ("sensor", "sharpness"))
-        return {self._config_topic(c, s.level, k) for s in self._streams.values() for c, k in keys}
+        return {
+            self._config_topic(c, s.level, k) for s in self._streams.values() for c, k in ENTITIES
+        }
 
     def _put(self, message: Message) -> None:
         try:
