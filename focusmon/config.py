@@ -80,6 +80,7 @@ __all__ = [
     "Choice",
     "FleetSettings",
     "Flag",
+    "Grid",
     "Integer",
     "Kind",
     "Names",
@@ -242,6 +243,26 @@ class Roi(Kind):
             return self.check([int(part) for part in text.split(",")])
         except ValueError:
             raise ValueError("must be X,Y,W,H (four integers: x, y >= 0, w, h >= 3)") from None
+
+
+@dataclass(frozen=True)
+class Grid(Kind):
+    what: str = "[rows, cols] (two integers from 1 to 64)"  # type: ignore[misc]
+    metavar: str | None = "ROWSxCOLS"
+
+    def check(self, value: Any) -> tuple[int, int]:
+        ok = isinstance(value, (list, tuple)) and len(value) == 2
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not ok or not all(1 <= v <= 64 for v in value):
+            raise ValueError(self.reason())
+        return tuple(value)  # type: ignore[return-value]
+
+    def from_text(self, text: str) -> tuple[int, int]:
+        rows, sep, cols = text.lower().partition("x")
+        try:
+            return self.check([int(rows), int(cols)] if sep else None)
+        except ValueError:
+            raise ValueError("must be ROWSxCOLS, e.g. 4x4 (each from 1 to 64)") from None
 
 
 @dataclass(frozen=True)
@@ -521,6 +542,11 @@ OPTIONS: Mapping[str, Option] = {
                "changed for S seconds are frozen (0: never)"),
         Option("frozen_diff", ALERTS, Number(metavar="GREY"), "a picture has changed when "
                "its samples differ from the last frame's by more than this on average"),
+        Option("partial_s", ALERTS, Number(metavar="S"), "some tiles blurred or covered "
+               "(against their own baselines) while the rest of the picture holds, for S "
+               "seconds, is partial (0: never, and no focus map is scored)"),
+        Option("focus_map", ALERTS, Grid(), "the grid of the focus map scored with each "
+               "frame, which partial goes by"),
         # -- a fleet (focusmon fleet) --
         Option("streams_per_shard", FLEET, Integer(1), "streams a shard (one Ray actor, one "
                "Watcher) runs; it asks for as many focusmon_slots", commands=("fleet",)),

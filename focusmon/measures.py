@@ -40,7 +40,7 @@ def measure(
     scale: float = 1.0,
     offset: float = 0.0,
 ) -> FocusScores:
-    """The six focus measures of one luma frame.
+    """The focus measures of one luma frame.
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ class FocusRecord:
     tiles: FocusMap | None = None  # the focus map, when a grid was asked for
 
     def as_dict(self) -> dict[str, object]:
-        """``{"index", "pts", <the six measures>}``, and ``"tiles"`` (`FocusMap.as_dict`)
+        """``{"index", "pts", <the measures>}``, and ``"tiles"`` (`FocusMap.as_dict`)
         with a grid: one line of ``focusmon score``."""
         out = {"index": self.index, "pts": self.pts, **self.scores.as_dict()}
         if self.tiles is not None:

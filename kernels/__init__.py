@@ -18,6 +18,7 @@ from ._frame import MIN_SIDE, check_roi
 from ._reference import reference_scores
 from ._registry import available, get, names, resolve
 from ._scores import (
+    DIRECTIONS,
     MEASURE_TABLE,
     MEASURES,
     FocusMap,
@@ -29,6 +30,7 @@ from ._scores import (
 )
 
 __all__ = [
+    "DIRECTIONS",
     "MEASURES",
     "MEASURE_TABLE",
     "MIN_SIDE",

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._frame import check_grid, prepare
+from ._frame import check_grid, prepare, saturation_level
 from ._scores import FocusMap, FocusScores, RawSums, finish, rescale
 
 
@@ -42,7 +42,7 @@ def _check_units(scale: float, offset: float) -> None:
 
 
 class Backend(abc.ABC):
-    """A way to compute the six focus measures.
+    """A way to compute the focus measures.
 
     An instance belongs to one thread: it may keep buffers (per-shape device memory, a
     thread pool) between calls. Use it as a context manager, or call `close`.
@@ -71,7 +71,8 @@ class Backend(abc.ABC):
             Score only this rectangle; it must lie inside the frame.
         scale, offset : float
             Report in units of ``(sample - offset) * scale`` (8-bit full range, see
-            `rescale`).
+            `rescale`); the sample that maps to 255 is where saturation starts
+            (`saturation_level`).
 
         Returns
         -------
@@ -79,11 +80,13 @@ class Backend(abc.ABC):
         """
         _check_units(scale, offset)
         view = self.check(luma, roi)
-        return rescale(self._scores(view), float(scale), float(offset))
+        level = saturation_level(view.dtype, scale, offset)
+        return rescale(self._scores(view, level), float(scale), float(offset))
 
     @abc.abstractmethod
-    def _scores(self, view: np.ndarray) -> FocusScores:
-        """Scores of a prepared (H >= 3, W >= 3, unit inner stride) uint8/uint16 view."""
+    def _scores(self, view: np.ndarray, level: int) -> FocusScores:
+        """Scores of a prepared (H >= 3, W >= 3, unit inner stride) uint8/uint16 view,
+        samples ``>= level`` saturated."""
 
     def focus_map(
         self,
@@ -106,9 +109,10 @@ class Backend(abc.ABC):
         _check_units(scale, offset)
         view = self.check(luma, roi)
         ys, xs = check_grid(tiles, view.shape)
-        return self._focus_map(view, ys, xs).rescaled(float(scale), float(offset))
+        level = saturation_level(view.dtype, scale, offset)
+        return self._focus_map(view, ys, xs, level).rescaled(float(scale), float(offset))
 
-    def _focus_map(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> FocusMap:
+    def _focus_map(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: int) -> FocusMap:
         """The focus map of a prepared view over the grid with these edges."""
         raise NotImplementedError(f"{self.name} has no focus map")
 
@@ -119,6 +123,7 @@ class Backend(abc.ABC):
         rois: Sequence[Sequence[int] | None] | None = None,
         scales: Sequence[float] | None = None,
         offsets: Sequence[float] | None = None,
+        tiles: Sequence[Sequence[int] | None] | None = None,
     ) -> PendingScores:
         """Start scoring several frames (of any sizes) at once; `PendingScores.result` waits.
 
@@ -135,6 +140,9 @@ class Backend(abc.ABC):
             ``__dlpack__``), which are scored without a copy through the host.
         rois, scales, offsets : sequences, optional
             Per frame, as for `scores`; each the length of ``lumas``.
+        tiles : sequence, optional
+            Per frame, a ``(rows, cols)`` grid or None: a frame with a grid gets its
+            `FocusMap` (as `focus_map`) in the results instead of its `FocusScores`.
 
         Raises
         ------
@@ -145,7 +153,9 @@ class Backend(abc.ABC):
         rois = [None] * n if rois is None else list(rois)
         scales = [1.0] * n if scales is None else [float(v) for v in scales]
         offsets = [0.0] * n if offsets is None else [float(v) for v in offsets]
-        for what, values in (("rois", rois), ("scales", scales), ("offsets", offsets)):
+        tiles = [None] * n if tiles is None else list(tiles)
+        for what, values in (("rois", rois), ("scales", scales), ("offsets", offsets),
+                             ("tiles", tiles)):  # fmt: skip
             if len(values) != n:
                 raise ValueError(
                     f"`{what}` must have one entry per frame ({n}), got {len(values)}"
@@ -153,18 +163,32 @@ class Backend(abc.ABC):
         for scale, offset in zip(scales, offsets, strict=True):
             _check_units(scale, offset)
         views = [self.check(luma, roi) for luma, roi in zip(lumas, rois, strict=True)]
-        return self._submit(views, scales, offsets)
+        if all(grid is None for grid in tiles):
+            return self._submit(views, scales, offsets)
+        grids = [None if grid is None else check_grid(grid, v.shape)
+                 for grid, v in zip(tiles, views, strict=True)]  # fmt: skip
+        return self._submit(views, scales, offsets, grids)
 
     def check(self, luma: object, roi: Sequence[int] | None = None) -> np.ndarray:
         """The view of ``luma`` (its ROI) that the kernel scores; raises as `scores` does."""
         return prepare(luma, roi)  # type: ignore[arg-type]
 
     def _submit(
-        self, views: list[np.ndarray], scales: list[float], offsets: list[float]
+        self,
+        views: list[np.ndarray],
+        scales: list[float],
+        offsets: list[float],
+        grids: list[tuple[np.ndarray, np.ndarray] | None] | None = None,
     ) -> PendingScores:
-        done = [
-            rescale(self._scores(v), s, o) for v, s, o in zip(views, scales, offsets, strict=True)
-        ]
+        """Score ``views`` (and the focus maps of those with a grid's edges in ``grids``)."""
+        done: list = []
+        grids = [None] * len(views) if grids is None else grids
+        for v, s, o, grid in zip(views, scales, offsets, grids, strict=True):
+            level = saturation_level(v.dtype, s, o)
+            if grid is None:
+                done.append(rescale(self._scores(v, level), s, o))
+            else:
+                done.append(self._focus_map(v, *grid, level).rescaled(s, o))
         return PendingScores(lambda: done)
 
     def close(self) -> None:  # noqa: B027 (most backends hold nothing)
@@ -183,18 +207,19 @@ class Backend(abc.ABC):
 class FusedBackend(Backend):
     """A backend whose kernel accumulates `RawSums` in one pass."""
 
-    def _scores(self, view: np.ndarray) -> FocusScores:
-        return finish(self.raw_sums(view))
+    def _scores(self, view: np.ndarray, level: int) -> FocusScores:
+        return finish(self.raw_sums(view, level))
 
-    def _focus_map(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> FocusMap:
-        return FocusMap.of_sums(self.raw_tile_sums(view, ys, xs), ys, xs)
+    def _focus_map(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: int) -> FocusMap:
+        return FocusMap.of_sums(self.raw_tile_sums(view, ys, xs, level), ys, xs)
 
     @abc.abstractmethod
-    def raw_sums(self, view: np.ndarray) -> RawSums:
-        """The exact sums of a prepared view."""
+    def raw_sums(self, view: np.ndarray, level: int | None = None) -> RawSums:
+        """The exact sums of a prepared view, samples ``>= level`` saturated (default:
+        the dtype's largest)."""
 
     def raw_tile_sums(
-        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray
+        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: int | None = None
     ) -> list[list[RawSums]]:
         """The exact sums of each tile (rows of tiles) of a prepared view, over the grid
         with row edges ``ys`` and column edges ``xs`` (`check_grid`)."""

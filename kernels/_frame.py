@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -137,3 +138,15 @@ def check_grid(tiles: Sequence[int], shape: tuple[int, int]) -> tuple[np.ndarray
             f"per tile a side), got {width}x{height}"
         )
     return tile_edges(height, rows), tile_edges(width, cols)
+
+
+def saturation_level(dtype: np.dtype, scale: float = 1.0, offset: float = 0.0) -> int:
+    """The sample value from which a sample counts as saturated: the top of the range the
+    frame is reported in, the sample that ``(v - offset) * scale`` maps to 255 (at most
+    the dtype's largest), or the dtype's largest for samples reported as they are
+    (``scale == 1``, ``offset == 0``). 255 for 8-bit full range, 235 for limited range,
+    1023 for a 10-bit frame in uint16 (scale 255 / 1023), 65535 for a raw 16-bit one."""
+    top = np.iinfo(np.dtype(dtype)).max
+    if scale == 1.0 and offset == 0.0:
+        return int(top)
+    return int(min(top, max(1, math.floor(offset + 255.0 / scale + 0.5))))

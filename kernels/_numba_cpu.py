@@ -49,8 +49,8 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 from ._backend import FusedBackend
-from ._frame import flat_rows
-from ._scores import RawSums
+from ._frame import flat_rows, saturation_level
+from ._scores import INT_SUMS, RawSums
 
 #: Columns per block of narrow sums. A uint8 frame's largest per-pixel term is
 #: gx**2 + gy**2 <= 2 * 1020**2; a block and the two border columns (1026 terms) stay below
@@ -68,7 +68,7 @@ _WORK_TYPES = {
     np.dtype(np.uint8): (np.int16, np.int32),
     np.dtype(np.uint16): (np.int32, np.int64),
 }
-_INT_SUMS = 7  # sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_haar4, unused
+_INT_SUMS = len(INT_SUMS)  # the kernels' int64 outputs, in `INT_SUMS` order
 _MAX_TERM = {np.dtype(np.uint8): 2 * 1020**2, np.dtype(np.uint16): 2 * 262140**2}
 
 
@@ -244,26 +244,40 @@ def _scratch_sums(lap, gxy, n, nz, wz):
 
 
 @njit(inline="always", **_JIT)
-def _moments(v, n, wz):
+def _saturated(v, n, level):
+    """How many of ``v[:n]`` (n <= BLOCK) are ``>= level`` (of v's own type): a loop of
+    its own, in v's width, so its compares fill whole vectors."""
+    c = np.int16(0)
+    one = np.int16(1)
+    zero = np.int16(0)
+    for j in range(n):
+        c = _add(c, one if v[j] >= level else zero)
+    return c
+
+
+@njit(inline="always", **_JIT)
+def _moments(v, n, level, wz):
     sg = wz
     sg2 = wz
     for j in range(n):
         x = _as(v[j], wz)
         sg = _add(sg, x)
         sg2 = _add(sg2, _mul(x, x))
-    return sg, sg2
+    return sg, sg2, _saturated(v, n, level)
 
 
 @njit(inline="always", **_JIT)
-def _row_moments(row, w, wz):
-    """(sum g, sum g^2) of a row of ``w`` pixels, in int64."""
+def _row_moments(row, w, level, wz):
+    """(sum g, sum g^2, samples >= level) of a row of ``w`` pixels, in int64."""
     tg = np.int64(0)
     tg2 = np.int64(0)
+    ts = np.int64(0)
     for c0 in range(0, w, BLOCK):
-        sg, sg2 = _moments(row[c0:], min(BLOCK, w - c0), wz)
+        sg, sg2, sat = _moments(row[c0:], min(BLOCK, w - c0), level, wz)
         tg += sg
         tg2 += sg2
-    return tg, tg2
+        ts += sat
+    return tg, tg2, ts
 
 
 @njit(inline="always", **_JIT)
@@ -279,33 +293,63 @@ def _vertical_lap_sum(flat, h, rs, r0, r1, c0, c1, wz):
     n = c1 - c0
     i_up = r0 - 1 if r0 > 0 else 1
     i_down = r1 if r1 < h else h - 2
-    r_up = _row_moments(flat[i_up * rs + c0 :], n, wz)[0]
-    r_first = _row_moments(flat[r0 * rs + c0 :], n, wz)[0]
-    r_down = _row_moments(flat[i_down * rs + c0 :], n, wz)[0]
-    r_last = _row_moments(flat[(r1 - 1) * rs + c0 :], n, wz)[0]
+    r_up = _row_sum(flat[i_up * rs + c0 :], n, wz)
+    r_first = _row_sum(flat[r0 * rs + c0 :], n, wz)
+    r_down = _row_sum(flat[i_down * rs + c0 :], n, wz)
+    r_last = _row_sum(flat[(r1 - 1) * rs + c0 :], n, wz)
     return r_up - r_first + r_down - r_last
 
 
 @njit(inline="always", **_JIT)
-def _haar_block(top, bottom, n, nz, wz):
-    """4 x the Haar detail energy of ``n`` 2x2 blocks: top[2k:2k+2] over bottom[2k:2k+2]."""
-    s = wz
-    for k in range(n):
-        a = _as(top[2 * k], nz)
-        b = _as(top[2 * k + 1], nz)
-        c = _as(bottom[2 * k], nz)
-        d = _as(bottom[2 * k + 1], nz)
-        p = _as(_sub(_add(a, b), _add(c, d)), wz)
-        q = _as(_sub(_add(a, c), _add(b, d)), wz)
-        r = _as(_sub(_add(a, d), _add(b, c)), wz)
-        s = _add(s, _add(_add(_mul(p, p), _mul(q, q)), _mul(r, r)))
-    return s
+def _row_sum(row, w, wz):
+    """The sum of a row of ``w`` samples, in int64."""
+    t = np.int64(0)
+    for c0 in range(0, w, BLOCK):
+        s = wz
+        for j in range(min(BLOCK, w - c0)):
+            s = _add(s, _as(row[c0 + j], wz))
+        t += s
+    return t
 
 
 @njit(inline="always", **_JIT)
-def _masked_moments(v, n, run, wz):
-    """(sum g, sum g^2) of ``v[:n]``, read as ``run >= n`` samples of which those from n
-    on count as 0: a whole number of vectors, no scalar remainder."""
+def _haar_terms(top, bottom, k, nz, wz):
+    """(p, q, r) of 2x2 block k, top[2k:2k+2] over bottom[2k:2k+2]: 2 dy, 2 dx and the
+    diagonal term, in the sum type."""
+    a = _as(top[2 * k], nz)
+    b = _as(top[2 * k + 1], nz)
+    c = _as(bottom[2 * k], nz)
+    d = _as(bottom[2 * k + 1], nz)
+    p = _as(_sub(_add(a, b), _add(c, d)), wz)
+    q = _as(_sub(_add(a, c), _add(b, d)), wz)
+    r = _as(_sub(_add(a, d), _add(b, c)), wz)
+    return p, q, r
+
+
+@njit(inline="always", **_JIT)
+def _haar_block(top, bottom, n, nz, wz):
+    """Over ``n`` 2x2 blocks: 4 x the Haar detail energy, and its direction terms
+    sum q^2 (4 dx^2), sum p^2 (4 dy^2), sum p q (4 dx dy)."""
+    s = wz
+    sx = wz
+    sy = wz
+    sxy = wz
+    for k in range(n):
+        p, q, r = _haar_terms(top, bottom, k, nz, wz)
+        pp = _mul(p, p)
+        qq = _mul(q, q)
+        s = _add(s, _add(_add(pp, qq), _mul(r, r)))
+        sx = _add(sx, qq)
+        sy = _add(sy, pp)
+        sxy = _add(sxy, _mul(p, q))
+    return s, sx, sy, sxy
+
+
+@njit(inline="always", **_JIT)
+def _masked_moments(v, n, run, level, wz):
+    """`_moments` of ``v[:n]``, read as ``run >= n`` samples of which those from n on
+    count as 0 (which is below any level): a whole number of vectors, no scalar
+    remainder."""
     sg = wz
     sg2 = wz
     zero = _as(0, wz)
@@ -313,35 +357,38 @@ def _masked_moments(v, n, run, wz):
         x = _as(v[j], wz) if j < n else zero
         sg = _add(sg, x)
         sg2 = _add(sg2, _mul(x, x))
-    return sg, sg2
+    return sg, sg2, _saturated(v, n, level)
 
 
 @njit(inline="always", **_JIT)
-def _segment_moments(row, n, room, wz):
+def _segment_moments(row, n, room, level, wz):
     """`_row_moments` of ``row[:n]`` where ``room >= n`` samples may be read."""
     tg = np.int64(0)
     tg2 = np.int64(0)
+    ts = np.int64(0)
     for c0 in range(0, n, BLOCK):
         m = min(BLOCK, n - c0)
         run = min(-(-m // PAD) * PAD, room - c0)
-        sg, sg2 = _masked_moments(row[c0:], m, run, wz)
+        sg, sg2, sat = _masked_moments(row[c0:], m, run, level, wz)
         tg += sg
         tg2 += sg2
-    return tg, tg2
+        ts += sat
+    return tg, tg2, ts
 
 
 @njit(inline="always", **_JIT)
-def _haar_values(top, bottom, n, nz, wz, out):
-    """4 x the Haar detail energy of each of ``n`` 2x2 blocks into ``out[:n]``."""
+def _haar_values(top, bottom, n, nz, wz, out, stride):
+    """Of each of ``n`` 2x2 blocks, 4 x the Haar detail energy into ``out[:n]`` and its
+    direction terms q^2, p^2, p q (see `_haar_block`) into the rows ``stride``,
+    ``2 stride``, ``3 stride`` on."""
     for k in range(n):
-        a = _as(top[2 * k], nz)
-        b = _as(top[2 * k + 1], nz)
-        c = _as(bottom[2 * k], nz)
-        d = _as(bottom[2 * k + 1], nz)
-        p = _as(_sub(_add(a, b), _add(c, d)), wz)
-        q = _as(_sub(_add(a, c), _add(b, d)), wz)
-        r = _as(_sub(_add(a, d), _add(b, c)), wz)
-        out[k] = _add(_add(_mul(p, p), _mul(q, q)), _mul(r, r))
+        p, q, r = _haar_terms(top, bottom, k, nz, wz)
+        pp = _mul(p, p)
+        qq = _mul(q, q)
+        out[k] = _add(_add(pp, qq), _mul(r, r))
+        out[stride + k] = qq
+        out[2 * stride + k] = pp
+        out[3 * stride + k] = _mul(p, q)
 
 
 @njit(inline="always", **_JIT)
@@ -362,32 +409,39 @@ def _sum_of(values, a, b, wz):
 
 
 @njit(inline="always", **_JIT)
-def _haar_row(mid, below, w, xs, nz, wz, hv, out_i, t0):
-    """4 x the Haar detail energy of the 2x2 blocks an even row starts with ``below``,
-    added to tiles ``t0 ...`` of a row of tiles with column edges ``xs``: the blocks'
-    values go to ``hv`` in one loop over the row, and each tile sums its own (a loop per
-    tile over a few hundred blocks would cost more in its remainder than in its work)."""
-    pairs = w // 2
+def _haar_row(mid, below, w, xs, nz, wz, out_i, t0):
+    """4 x the Haar detail energy of the 2x2 blocks an even row starts with ``below``, and
+    its direction terms (`_haar_block`), added to tiles ``t0 ...`` of a row of tiles with
+    column edges ``xs``."""
     cols = xs.shape[0] - 1
-    _haar_values(mid, below, pairs, nz, wz, hv)
     for tx in range(cols):
-        out_i[t0 + tx, 5] += _sum_of(hv, xs[tx] // 2, xs[tx + 1] // 2, wz)
+        a = xs[tx] // 2
+        b = min(xs[tx + 1] // 2, w // 2)
+        for k0 in range(a, b, BLOCK):
+            k1 = min(k0 + BLOCK, b)
+            s, sx, sy, sxy = _haar_block(mid[2 * k0 :], below[2 * k0 :], k1 - k0, nz, wz)
+            out_i[t0 + tx, 5] += s
+            out_i[t0 + tx, 6] += sx
+            out_i[t0 + tx, 7] += sy
+            out_i[t0 + tx, 8] += sxy
     if w % 2:  # odd width: the last column pairs with itself, so only p survives
         p = np.int64(mid[w - 1]) - np.int64(below[w - 1])
         out_i[t0 + cols - 1, 5] += 4 * p * p  # (2a - 2c)^2 in the p term; q = r = 0
+        out_i[t0 + cols - 1, 7] += 4 * p * p
 
 
 @njit(inline="always", **_JIT)
-def _segment_sums(up, mid, down, w, c0, c1, nz, wz, lap, gxy, out_i, out_f):
+def _segment_sums(up, mid, down, w, c0, c1, level, nz, wz, lap, gxy, out_i, out_f):
     """Add the sums of columns ``c0 <= j < c1`` of a row to one tile's ``out_i``,
     ``out_f`` (all but Haar's: `_haar_row`). The frame's border columns 0 and w - 1
     belong to the tiles that hold them."""
     if c1 == w:
-        sg, sg2 = _row_moments(mid[c0:], c1 - c0, wz)
+        sg, sg2, sat = _row_moments(mid[c0:], c1 - c0, level, wz)
     else:  # reading on into the next tile: whole vectors, no scalar remainder
-        sg, sg2 = _segment_moments(mid[c0:], c1 - c0, w - c0, wz)
+        sg, sg2, sat = _segment_moments(mid[c0:], c1 - c0, w - c0, level, wz)
     out_i[0] += sg
     out_i[1] += sg2
+    out_i[9] += sat
     left = c0 - 1 if c0 > 0 else 1  # the horizontal part of lap telescopes (reflected ends)
     right = c1 if c1 < w else w - 2
     out_i[2] += np.int64(mid[left]) - np.int64(mid[c0]) + np.int64(mid[right])
@@ -424,60 +478,70 @@ def _segment_sums(up, mid, down, w, c0, c1, nz, wz, lap, gxy, out_i, out_f):
 
 
 @njit(**_JIT)
-def fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i, out_f):
+def fused_sums(flat, h, w, rs, r0, r1, level, nz, wz, out_i, out_f):
     """Accumulate the raw sums of rows ``r0 <= i < r1`` of an (h, w) frame into ``out_*``.
 
     ``flat[i * rs : i * rs + w]`` is row i. ``r0`` is even, so Haar row pairs never straddle
-    two calls. ``out_i`` gets the int64 sums in `RawSums` order (sum_g, sum_g2, sum_lap,
-    sum_lap2, sum_grad2, sum_haar4) and ``out_f[0]`` the sum of gradient magnitudes, added
-    to what they hold (zeros). Each row is `fused_tile_sums`'s one tile (`_segment_sums`)
-    from column 0 to w, where its stencil runs are exactly the blocks.
+    two calls. ``out_i`` gets the int64 sums in `INT_SUMS` order (samples ``>= level``
+    are saturated) and ``out_f[0]`` the sum of gradient magnitudes, added to what they
+    hold (zeros). Each row is `fused_tile_sums`'s one tile (`_segment_sums`) from column
+    0 to w, where its stencil runs are exactly the blocks.
     """
     _prefer_512_bit_vectors()
     out_i[2] += _vertical_lap_sum(flat, h, rs, r0, r1, 0, w, wz)
     th = np.int64(0)
+    tx = np.int64(0)
+    ty = np.int64(0)
+    txy = np.int64(0)
     lap = _aligned_zeros(BLOCK + PAD, nz)
     gxy = _aligned_zeros(2 * (BLOCK + PAD), nz)
     for i in range(r0, r1):
         up = flat[(i - 1 if i > 0 else 1) * rs :][:w]  # BORDER_REFLECT_101
         mid = flat[i * rs :][:w]
         down = flat[(i + 1 if i < h - 1 else h - 2) * rs :][:w]
-        _segment_sums(up, mid, down, w, 0, w, nz, wz, lap, gxy, out_i, out_f)  # the row
+        _segment_sums(up, mid, down, w, 0, w, level, nz, wz, lap, gxy, out_i, out_f)  # the row
         if i % 2 == 0:  # a whole row's Haar blocks: one loop, summed as it goes
             below = flat[(i + 1 if i + 1 < h else i) * rs :][:w]  # odd height: repeat the row
             pairs = w // 2
             for k0 in range(0, pairs, BLOCK):
                 k1 = min(k0 + BLOCK, pairs)
-                th += _haar_block(mid[2 * k0 :], below[2 * k0 :], k1 - k0, nz, wz)
+                s, sx, sy, sxy = _haar_block(mid[2 * k0 :], below[2 * k0 :], k1 - k0, nz, wz)
+                th += s
+                tx += sx
+                ty += sy
+                txy += sxy
             if w % 2:  # odd width: the last column pairs with itself, so only p survives
                 p = np.int64(mid[w - 1]) - np.int64(below[w - 1])
                 th += 4 * p * p  # (2a - 2c)^2 in the p term; q = r = 0
+                ty += 4 * p * p
     out_i[5] += th
+    out_i[6] += tx
+    out_i[7] += ty
+    out_i[8] += txy
 
 
 @njit(parallel=True, **_JIT)
-def fused_sums_parallel(flat, h, w, rs, bands, nz, wz, out_i, out_f):
+def fused_sums_parallel(flat, h, w, rs, bands, level, nz, wz, out_i, out_f):
     """`fused_sums` of each row band ``bands[b] = (r0, r1)`` on Numba's thread pool."""
     for b in prange(bands.shape[0]):
-        fused_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], nz, wz, out_i[b], out_f[b])
+        fused_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], level, nz, wz, out_i[b], out_f[b])
 
 
 @njit(**_JIT)
-def fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, nz, wz, out_i, out_f):
+def fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, level, nz, wz, out_i, out_f):
     """Accumulate the raw sums of rows ``r0 <= i < r1`` of an (h, w) frame into ``out_*``,
     tile by tile of the grid with row edges ``ys`` and column edges ``xs``: `fused_sums`
     with each row cut at the tiles' column edges.
 
     ``flat[i * rs : i * rs + w]`` is row i. ``r0`` and every edge but the last are even,
     so Haar row pairs never straddle two calls or two tiles. ``out_i[t]``, t = r * cols + c,
-    gets tile (r, c)'s int64 sums in `RawSums` order (sum_g, sum_g2, sum_lap, sum_lap2,
-    sum_grad2, sum_haar4) and ``out_f[t, 0]`` its sum of gradient magnitudes.
+    gets tile (r, c)'s int64 sums in `INT_SUMS` order and ``out_f[t, 0]`` its sum of
+    gradient magnitudes.
     """
     _prefer_512_bit_vectors()
     cols = xs.shape[0] - 1
     lap = _aligned_zeros(BLOCK + PAD, nz)
     gxy = _aligned_zeros(2 * (BLOCK + PAD), nz)
-    hv = _aligned_zeros(w // 2 + PAD, wz)
     for ty in range(ys.shape[0] - 1):
         a = max(r0, ys[ty])
         b = min(r1, ys[ty + 1])
@@ -492,19 +556,19 @@ def fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, nz, wz, out_i, out_f):
             down = flat[(i + 1 if i < h - 1 else h - 2) * rs :][:w]
             for tx in range(cols):
                 t = ty * cols + tx
-                _segment_sums(up, mid, down, w, xs[tx], xs[tx + 1], nz, wz, lap, gxy,
+                _segment_sums(up, mid, down, w, xs[tx], xs[tx + 1], level, nz, wz, lap, gxy,
                               out_i[t], out_f[t])  # fmt: skip
             if i % 2 == 0:
                 below = flat[(i + 1 if i + 1 < h else i) * rs :][:w]  # odd height: again
-                _haar_row(mid, below, w, xs, nz, wz, hv, out_i, ty * cols)
+                _haar_row(mid, below, w, xs, nz, wz, out_i, ty * cols)
 
 
 @njit(parallel=True, **_JIT)
-def fused_tile_sums_parallel(flat, h, w, rs, bands, ys, xs, nz, wz, out_i, out_f):
+def fused_tile_sums_parallel(flat, h, w, rs, bands, ys, xs, level, nz, wz, out_i, out_f):
     """`fused_tile_sums` of each row band ``bands[b] = (r0, r1)`` on Numba's thread pool."""
     for b in prange(bands.shape[0]):
-        fused_tile_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], ys, xs, nz, wz, out_i[b],
-                        out_f[b])  # fmt: skip
+        fused_tile_sums(flat, h, w, rs, bands[b, 0], bands[b, 1], ys, xs, level, nz, wz,
+                        out_i[b], out_f[b])  # fmt: skip
 
 
 def cache_folder() -> Path | None:
@@ -586,35 +650,32 @@ class NumbaCpuBackend(FusedBackend):
             raise ValueError(f"`threads` must be an integer >= 1, got {threads!r}")
         self.threads = min(threads, numba.config.NUMBA_NUM_THREADS)
 
-    def raw_sums(self, view: np.ndarray) -> RawSums:
+    def raw_sums(self, view: np.ndarray, level: int | None = None) -> RawSums:
         h, w = view.shape
         flat, rs = flat_rows(view)
-        nz, wz = (t(0) for t in _WORK_TYPES[view.dtype])
+        nz, wz, lv = self._types(view, level)
         bands = _bands(h, w, view.dtype, self.threads)
         out_i = np.zeros((len(bands), _INT_SUMS), np.int64)
         out_f = np.zeros((len(bands), 1), np.float64)
 
         if self.threads == 1 or len(bands) == 1:
             for b, (r0, r1) in enumerate(bands):
-                fused_sums(flat, h, w, rs, r0, r1, nz, wz, out_i[b], out_f[b])
+                fused_sums(flat, h, w, rs, r0, r1, lv, nz, wz, out_i[b], out_f[b])
         else:
             numba.set_num_threads(self.threads)  # thread-local: other threads keep theirs
             bounds = np.array(bands, np.int64)
-            fused_sums_parallel(flat, h, w, rs, bounds, nz, wz, out_i, out_f)
-        ints = [sum(int(v) for v in out_i[:, k]) for k in range(6)]
+            fused_sums_parallel(flat, h, w, rs, bounds, lv, nz, wz, out_i, out_f)
+        ints = [sum(int(v) for v in out_i[:, k]) for k in range(_INT_SUMS)]
         return RawSums.of_kernel(view.shape, ints, float(out_f[:, 0].sum()))
 
     def raw_tile_sums(
-        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray
+        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: int | None = None
     ) -> list[list[RawSums]]:
         """The tiles' sums, from `fused_tile_sums` (the frame's alone: `fused_sums`, the
         same work without the cost of cutting rows at the tiles' edges)."""
-        return self._sums(view, ys, xs)
-
-    def _sums(self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> list[list[RawSums]]:
         h, w = view.shape
         flat, rs = flat_rows(view)
-        nz, wz = (t(0) for t in _WORK_TYPES[view.dtype])
+        nz, wz, lv = self._types(view, level)
         bands = _bands(h, w, view.dtype, self.threads)
         rows, cols = len(ys) - 1, len(xs) - 1
         out_i = np.zeros((len(bands), rows * cols, _INT_SUMS), np.int64)
@@ -622,22 +683,30 @@ class NumbaCpuBackend(FusedBackend):
 
         if self.threads == 1 or len(bands) == 1:
             for b, (r0, r1) in enumerate(bands):
-                fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, nz, wz, out_i[b], out_f[b])
+                fused_tile_sums(flat, h, w, rs, r0, r1, ys, xs, lv, nz, wz, out_i[b], out_f[b])
         else:
             numba.set_num_threads(self.threads)  # thread-local: other threads keep theirs
             bounds = np.array(bands, np.int64)
-            fused_tile_sums_parallel(flat, h, w, rs, bounds, ys, xs, nz, wz, out_i, out_f)
+            fused_tile_sums_parallel(flat, h, w, rs, bounds, ys, xs, lv, nz, wz, out_i, out_f)
         return [
             [
                 RawSums.of_kernel(
                     (int(ys[r + 1] - ys[r]), int(xs[c + 1] - xs[c])),
-                    [sum(int(v) for v in out_i[:, r * cols + c, k]) for k in range(6)],
+                    [sum(int(v) for v in out_i[:, r * cols + c, k]) for k in range(_INT_SUMS)],
                     float(out_f[:, r * cols + c, 0].sum()),
                 )
                 for c in range(cols)
             ]
             for r in range(rows)
         ]
+
+    @staticmethod
+    def _types(view: np.ndarray, level: int | None) -> tuple:
+        """The kernel's stencil and sum types (as zeros) and the saturation level in the
+        sum type."""
+        stencil, total = _WORK_TYPES[view.dtype]
+        level = saturation_level(view.dtype) if level is None else int(level)
+        return stencil(0), total(0), view.dtype.type(level)
 
 
 def unavailable_reason() -> str | None:

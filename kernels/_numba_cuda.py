@@ -9,13 +9,16 @@ How a batch travels (`NumbaCudaBackend.submit`):
    kernel instead, without a trip through the host, once the slot's stream has been made
    to wait (on the GPU, not the host) for the event that ends their producer's work.
 2. One host-to-device copy of those pixels and one of the control table (per part of a
-   frame: where its pixels start, its height and width, its first block; per block: its
-   part). A part is the whole frame unless a 16-bit frame is so large (over ~53 Mpx) that
-   its int64 sums could overflow: then it is scored in parts of whole tile rows.
+   frame: where its pixels start, its height and width, its first block, its rectangle and
+   its frame's saturation level; per block: its part). A part is the whole frame (each
+   tile of its focus map, when one is asked for) unless a 16-bit frame is so large (over
+   ~53 Mpx) that its int64 sums could overflow: then it is scored in bands of whole tile
+   rows.
 3. One launch of `batch_kernel` per sample type in the batch: every block scores a 32x32
    tile of one frame and adds its sums to its part's row of the output with atomics.
-4. One device-to-host copy of the output, ``(n_parts, 8)`` int64 (six exact integer sums,
-   the float64 magnitude sum stored in the same row); the host adds up each frame's parts.
+4. One device-to-host copy of the output, ``(n_parts, OUT_COLS)`` int64 (the ten exact
+   integer sums of `INT_SUMS`, the float64 magnitude sum stored in the same row); the host
+   adds up the parts of each frame or tile.
 
 Each of the (two) slots owns its buffers and its CUDA stream, and `submit` returns before
 the GPU is done: while batch k is on the GPU in one slot, the host packs batch k+1 and its
@@ -44,22 +47,29 @@ from numba import cuda, int64
 from numba.core.errors import NumbaPerformanceWarning
 
 from ._backend import BackendError, FusedBackend, PendingScores
-from ._frame import cut_roi
-from ._scores import RawSums, finish, rescale
+from ._frame import cut_roi, saturation_level
+from ._scores import INT_SUMS, FocusMap, RawSums, finish, rescale
 
 #: Threads per block: 32 x 8 (one warp per row). Each thread scores 4 rows of a 32 x 32
-#: tile, so one block covers 1024 pixels and adds 7 atomics per 1024 pixels to the output.
+#: tile, so one block covers 1024 pixels and adds 11 atomics per 1024 pixels to the output.
 TPB_X = 32
 TPB_Y = 8
 TPB = TPB_X * TPB_Y  # a power of two: the tree reduction halves it
 TILE_X = 32
 TILE_Y = 32
 ROWS_PER_THREAD = TILE_Y // TPB_Y
-N_INT = 6  # sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_haar4
-OUT_COLS = 8  # the six int sums, the magnitude sum (float64 bits), one spare (alignment)
-MAG_COL = 6
+#: The integer sums, in the order of `INT_SUMS`: sum_g, sum_g2, sum_lap, sum_lap2,
+#: sum_grad2, sum_haar4, sum_dx4, sum_dy4, sum_dxdy4, n_sat.
+N_INT = 10
+#: An output row: the ten int sums (columns 0-9), the magnitude sum (float64 bits, column
+#: 10), one spare: 96 bytes, so every row starts 32-byte aligned.
+OUT_COLS = 12
+MAG_COL = N_INT
 SLOTS = 2  # batches in flight: copy of one overlaps the kernel of the other
-CONTROL_COLS = 8  # per part: frame's pixel offset, height, width; first block; rectangle
+#: Per part: its frame's pixel offset, height, width; its first block; its rectangle
+#: (y0, x0, y1, x1); its frame's saturation level.
+CONTROL_COLS = 9
+assert len(INT_SUMS) == N_INT and MAG_COL < OUT_COLS
 
 
 def _simulated() -> bool:
@@ -76,17 +86,19 @@ def batch_kernel(pix, control, block_part, out_i, out_f):
     rectangle of a frame with a row of the output of its own: the whole frame, a tile of
     its focus map, or a band of whole block rows of one of those (see `parts_of`).
     ``control[p]`` is part p's (pixel offset of its frame, the frame's height and width,
-    its first block counted from the launch's first, and its rectangle y0, x0, y1, x1,
-    y0 and x0 even) and ``block_part[b]`` the part of the launch's block b.
+    its first block counted from the launch's first, its rectangle y0, x0, y1, x1, y0 and
+    x0 even, and the frame's saturation level) and ``block_part[b]`` the part of the
+    launch's block b.
 
     Thread (tx, ty) scores pixels (y, x) with x = block x + tx and y = block y + ty + 8 r,
-    r = 0..3, inside the part's rectangle: the luma, the 4-neighbour Laplacian and the 3x3
-    Sobel gradient with BORDER_REFLECT_101 at the frame's edges, and, where y and x are
-    both even, 4x the Haar detail energy of the 2x2 block it starts (edges repeated for
-    odd sizes). The block sums its threads' integer terms (int64) and magnitudes (float64)
-    in shared memory, and thread 0 adds them to row p of ``out_i`` (columns 0-5) and
-    ``out_f`` (column 6, the same memory) with atomics: integer sums are exact whatever
-    the order.
+    r = 0..3, inside the part's rectangle: the luma, whether it is saturated (``>=`` the
+    level), the 4-neighbour Laplacian and the 3x3 Sobel gradient with BORDER_REFLECT_101
+    at the frame's edges, and, where y and x are both even, for the 2x2 block it starts
+    (edges repeated for odd sizes) 4x its Haar detail energy and 4x its direction terms
+    dx**2, dy**2 and dx * dy. The block sums its threads' integer terms (int64) and
+    magnitudes (float64) in shared memory, and thread 0 adds them to row p of ``out_i``
+    (columns 0 to N_INT - 1, in the order of `INT_SUMS`) and ``out_f`` (column MAG_COL,
+    the same memory) with atomics: integer sums are exact whatever the order.
     """
     b = cuda.blockIdx.x
     f = block_part[b]
@@ -98,6 +110,7 @@ def batch_kernel(pix, control, block_part, out_i, out_f):
     left = control[f, 5]
     bottom = control[f, 6]
     right = control[f, 7]
+    level = control[f, 8]
     blocks_x = (right - left + TILE_X - 1) // TILE_X
     x = left + (local % blocks_x) * TILE_X + cuda.threadIdx.x
     y0 = top + (local // blocks_x) * TILE_Y + cuda.threadIdx.y
@@ -109,6 +122,10 @@ def batch_kernel(pix, control, block_part, out_i, out_f):
     s_lap2 = int64(0)
     s_grad2 = int64(0)
     s_haar = int64(0)
+    s_dx4 = int64(0)
+    s_dy4 = int64(0)
+    s_dxdy4 = int64(0)
+    s_sat = int64(0)
     s_mag = 0.0
     if x < right:
         xl = x - 1 if x > 0 else 1
@@ -139,15 +156,21 @@ def batch_kernel(pix, control, block_part, out_i, out_f):
                 s_lap2 += lap * lap
                 s_grad2 += grad2
                 s_mag += math.sqrt(np.float64(grad2))
+                if e >= level:
+                    s_sat += 1
                 if y % 2 == 0 and x % 2 == 0:
+                    # The block's top row e, q1 (left, right) and the row below q2, q3.
                     below = base + (y + 1 if y + 1 < h else y) * w
                     q1 = int64(pix[mid + x2])
                     q2 = int64(pix[below + x])
                     q3 = int64(pix[below + x2])
-                    p = e + q1 - q2 - q3
-                    q = e - q1 + q2 - q3
+                    p = e + q1 - q2 - q3  # top minus bottom: 2 dy
+                    q = e - q1 + q2 - q3  # left minus right: 2 dx
                     s = e - q1 - q2 + q3
                     s_haar += p * p + q * q + s * s
+                    s_dx4 += q * q
+                    s_dy4 += p * p
+                    s_dxdy4 += p * q
 
     sums = cuda.shared.array((N_INT, TPB), int64)
     mags = cuda.shared.array(TPB, np.float64)
@@ -157,6 +180,10 @@ def batch_kernel(pix, control, block_part, out_i, out_f):
     sums[3, tid] = s_lap2
     sums[4, tid] = s_grad2
     sums[5, tid] = s_haar
+    sums[6, tid] = s_dx4
+    sums[7, tid] = s_dy4
+    sums[8, tid] = s_dxdy4
+    sums[9, tid] = s_sat
     mags[tid] = s_mag
     cuda.syncthreads()
     stride = TPB // 2
@@ -195,8 +222,12 @@ def blocks_of(h: int, w: int) -> int:
 
 #: Per frame-part, the int64 sums stay exact: the largest term a pixel adds (the Sobel
 #: gradient's gx^2 + gy^2, up to 20 m^2 for samples up to m) times the pixels of a part
-#: stays under 2^62. A uint16 frame of more than ~53 Mpx is scored in parts of whole tile
-#: rows, each with its own output row, and the parts' sums are added on the host.
+#: stays under 2^62. Every other term is smaller: g^2 <= m^2, lap^2 <= 16 m^2, n_sat's 1,
+#: and, added at one pixel for its 2x2 block a, b / c, d: 4x the Haar detail energy
+#: <= 16 m^2 (with (a+b+c+d)^2 the three details' squares add up to 4 (a^2+b^2+c^2+d^2))
+#: and the direction terms (a-b+c-d)^2, (a+b-c-d)^2, |(a-b+c-d) (a+b-c-d)| <= 4 m^2 each.
+#: A uint16 frame of more than ~53 Mpx is scored in parts of whole tile rows, each with
+#: its own output row, and the parts' sums are added on the host.
 _MAX_TERM = {np.dtype(np.uint8): 20 * 255**2, np.dtype(np.uint16): 20 * 65535**2}
 _PART_PIXELS = {dtype: 2**62 // term for dtype, term in _MAX_TERM.items()}
 
@@ -533,13 +564,15 @@ class NumbaCudaBackend(FusedBackend):
             return super().check(frame, roi)
         return cut_roi(frame, roi)
 
-    def raw_sums(self, view: np.ndarray) -> RawSums:
-        return self._launch([view]).result()[0][0][0]
+    def raw_sums(self, view: np.ndarray, level: int | None = None) -> RawSums:
+        level = saturation_level(view.dtype) if level is None else int(level)
+        return self._launch([view], [level]).result()[0][0][0]
 
     def raw_tile_sums(
-        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray
+        self, view: np.ndarray, ys: np.ndarray, xs: np.ndarray, level: int | None = None
     ) -> list[list[RawSums]]:
-        return self._launch([view], [(ys, xs)]).result()[0]
+        level = saturation_level(view.dtype) if level is None else int(level)
+        return self._launch([view], [level], [(ys, xs)]).result()[0]
 
     def close(self) -> None:
         """Wait for the batches in flight: their pinned buffers must outlive the copies."""
@@ -559,27 +592,37 @@ class NumbaCudaBackend(FusedBackend):
         self._failed.__cause__ = exc
         return self._failed
 
-    def _submit(self, views, scales, offsets) -> PendingScores:
-        raw = self._launch(views)
+    def _submit(self, views, scales, offsets, grids=None) -> PendingScores:
+        """Score ``views`` in one launch: each with its own saturation level, and, where
+        ``grids[i]`` holds a grid's edges ``(ys, xs)``, its `FocusMap` instead of its
+        `FocusScores` (its tiles are parts of the same launch)."""
+        grids = [None] * len(views) if grids is None else list(grids)
+        units = list(zip(scales, offsets, strict=True))
+        levels = [saturation_level(v.dtype, s, o) for v, (s, o) in zip(views, units, strict=True)]
+        raw = self._launch(views, levels, grids)
 
         def scores() -> list:
-            sums = raw.result()
-            units = zip(sums, scales, offsets, strict=True)
-            return [rescale(finish(r[0][0]), s, o) for r, s, o in units]
+            out: list = []
+            for tiles, grid, (s, o) in zip(raw.result(), grids, units, strict=True):
+                if grid is None:
+                    out.append(rescale(finish(tiles[0][0]), s, o))
+                else:
+                    out.append(FocusMap.of_sums(tiles, *grid).rescaled(s, o))
+            return out
 
         return PendingScores(scores)
 
-    def _launch(self, views: list, grids: list | None = None) -> PendingScores:
-        """Pack, copy and launch ``views`` in the next slot, each over its grid's tiles
-        (``grids[i] = (ys, xs)``, or None for the whole frame); the result is each view's
-        `RawSums` per tile, rows of tiles."""
+    def _launch(self, views: list, levels: list[int], grids: list | None = None) -> PendingScores:
+        """Pack, copy and launch ``views`` in the next slot, each with samples ``>=
+        levels[i]`` saturated and over its grid's tiles (``grids[i] = (ys, xs)``, or None
+        for the whole frame); the result is each view's `RawSums` per tile, rows of tiles."""
         self._fail_fast()
         slot = self._slots[self._next]
         self._next = (self._next + 1) % SLOTS
         if slot.pending is not None:  # its buffers still hold the previous batch's output
             slot.pending.result()
         try:
-            return self._queue(slot, views, grids or [None] * len(views))
+            return self._queue(slot, views, levels, grids or [None] * len(views))
         except Exception as exc:
             # Copies may be queued that read the slot's pinned buffers: let them finish
             # before the slot is used again (and so rewritten), then fail. A launch the
@@ -594,7 +637,7 @@ class NumbaCudaBackend(FusedBackend):
                 f"the batch could not be queued: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _queue(self, slot: _Slot, views: list, grids: list) -> PendingScores:
+    def _queue(self, slot: _Slot, views: list, levels: list[int], grids: list) -> PendingScores:
         dev, stream = self._device, slot.stream
         groups: dict[np.dtype, list[int]] = {}
         for i, view in enumerate(views):
@@ -639,7 +682,7 @@ class NumbaCudaBackend(FusedBackend):
                     p = len(part_of)
                     part_of.append((i, tile))
                     # Blocks count from the launch's first.
-                    control[p] = (base, h, w, at - first, y0, x0, y1, x1)
+                    control[p] = (base, h, w, at - first, y0, x0, y1, x1, levels[i])
                     count = blocks_of(y1 - y0, x1 - x0)
                     block_part[at : at + count] = p
                     at += count

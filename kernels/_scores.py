@@ -52,15 +52,20 @@ MEASURE_TABLE: Mapping[str, Measure] = MappingProxyType({
         Measure("mean", 1, False, "focusmon_luma_mean", "Mean luma"),
         Measure("std", 1, False, "focusmon_luma_std",
                 "Standard deviation of the luma (contrast)"),
+        Measure("saturated", 0, False, "focusmon_saturated_ratio",
+                "Share of the samples at the top of the range (saturated)"),
     )
 })  # fmt: skip
 #: The measures' names, in `FocusScores`' order.
 MEASURES = tuple(MEASURE_TABLE)
+#: The fields of `FocusScores` after the measures: the finest detail's energy by direction,
+#: which the scheduler reads (a blur's kind) but no gauge shows.
+DIRECTIONS = ("detail_x", "detail_y", "detail_xy")
 
 
 @dataclass(frozen=True, slots=True)
 class FocusScores:
-    """The six focus measures of one luma frame, in 8-bit full-range grey levels.
+    """The focus measures of one luma frame, in 8-bit full-range grey levels.
 
     Attributes
     ----------
@@ -74,6 +79,15 @@ class FocusScores:
         One-level Haar DWT detail energy per LL coefficient.
     mean, std : float
         Mean and population standard deviation of the luma.
+    saturated : float
+        Share of the samples at the top of the range (`saturation_level`): clipped
+        highlights, which carry no focus information.
+    detail_x, detail_y, detail_xy : float
+        The finest gradients' energy by direction, per LL coefficient: of the Haar
+        coefficients ``dx = (a + c - b - d) / 2`` (left minus right of each 2x2 block)
+        and ``dy = (a + b - c - d) / 2`` (top minus bottom), ``mean(dx**2)``,
+        ``mean(dy**2)`` and ``mean(dx * dy)``: the structure tensor of the finest detail.
+        A blur along one direction takes the detail across it; a defocus takes it all.
     """
 
     laplacian_var: float
@@ -82,9 +96,13 @@ class FocusScores:
     haar_energy: float
     mean: float
     std: float
+    saturated: float = 0.0
+    detail_x: float = 0.0
+    detail_y: float = 0.0
+    detail_xy: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        """The measures by name, in the order of `MEASURES`."""
+        """The measures by name, in the order of `MEASURES`, then the direction energies."""
         return asdict(self)
 
 
@@ -93,7 +111,8 @@ class RawSums:
     """What a fused kernel accumulates in its one pass over a frame.
 
     All sums are exact integers (the stencils are integer for integer input), except
-    ``sum_mag``, the sum of the gradient magnitudes.
+    ``sum_mag``, the sum of the gradient magnitudes. A kernel's integer outputs are, in
+    this order, `INT_SUMS`.
     """
 
     n_px: int
@@ -105,22 +124,31 @@ class RawSums:
     sum_mag: float
     n_ll: int
     sum_haar4: int  # 4 x the summed detail energy: (a+b-c-d)^2 + (a-b+c-d)^2 + (a-b-c+d)^2
+    sum_dx4: int = 0  # sum of (a-b+c-d)^2: 4 x dx^2 (a, b the block's top row, c, d below)
+    sum_dy4: int = 0  # sum of (a+b-c-d)^2: 4 x dy^2
+    sum_dxdy4: int = 0  # sum of (a-b+c-d) * (a+b-c-d): 4 x dx * dy
+    n_sat: int = 0  # samples >= the saturation level
 
     @classmethod
     def of_kernel(cls, shape: tuple[int, int], ints: list[int], sum_mag: float) -> RawSums:
-        """From a kernel's output: the int sums in the order sum_g, sum_g2, sum_lap,
-        sum_lap2, sum_grad2, sum_haar4, and the magnitude sum, for a frame of ``shape``."""
+        """From a kernel's output: the int sums in the order of `INT_SUMS`, and the
+        magnitude sum, for a frame of ``shape``."""
         h, w = shape
-        sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_haar4 = ints
+        g, g2, lap, lap2, grad2, haar4, dx4, dy4, dxdy4, sat = (int(v) for v in ints)
         return cls(
-            h * w, sum_g, sum_g2, sum_lap, sum_lap2, sum_grad2, sum_mag,
-            ((h + 1) // 2) * ((w + 1) // 2), sum_haar4,
+            h * w, g, g2, lap, lap2, grad2, float(sum_mag), ((h + 1) // 2) * ((w + 1) // 2),
+            haar4, dx4, dy4, dxdy4, sat,
         )  # fmt: skip
 
     @classmethod
     def total(cls, parts: Sequence[RawSums]) -> RawSums:
         """The sums of a frame from those of the parts it is cut into (its tiles)."""
         return cls(*(sum(getattr(p, f) for p in parts) for f in cls.__dataclass_fields__))
+
+
+#: A kernel's integer sums, in the order it outputs them (`RawSums.of_kernel`).
+INT_SUMS = ("sum_g", "sum_g2", "sum_lap", "sum_lap2", "sum_grad2", "sum_haar4", "sum_dx4",
+            "sum_dy4", "sum_dxdy4", "n_sat")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,10 @@ def finish(sums: RawSums) -> FocusScores:
         haar_energy=sums.sum_haar4 / (4 * sums.n_ll),
         mean=sums.sum_g / n,
         std=math.sqrt((n * sums.sum_g2 - sums.sum_g**2) / (n * n)),
+        saturated=sums.n_sat / n,
+        detail_x=sums.sum_dx4 / (4 * sums.n_ll),
+        detail_y=sums.sum_dy4 / (4 * sums.n_ll),
+        detail_xy=sums.sum_dxdy4 / (4 * sums.n_ll),
     )
 
 
@@ -214,4 +246,8 @@ def rescale(scores: FocusScores, scale: float, offset: float) -> FocusScores:
         haar_energy=scores.haar_energy * s2,
         mean=(scores.mean - offset) * scale,
         std=scores.std * scale,
+        saturated=scores.saturated,
+        detail_x=scores.detail_x * s2,
+        detail_y=scores.detail_y * s2,
+        detail_xy=scores.detail_xy * s2,
     )

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = _command(
         commands, "score", "score every frame of a source, one JSON object per line",
         "Write one JSON object per analysed frame to stdout, in decode order: its index, "
-        "pts (seconds) and the six measures.",
+        "pts (seconds), the measures and the finest detail's energy by direction.",
         "focusmon score clip.mp4 --every 5 --roi 100,50,640,360 > scores.jsonl",
     )  # fmt: skip
     score.add_argument("source", help=SOURCE_HELP)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._errors import ConfigError, check_int
-from ..kernels import Backend, BackendError
+from ..kernels import Backend, BackendError, FocusMap
 from ..measures import FocusRecord, resolve_backend
 from ..source import LumaFrame, Source
 from ._frames import JOIN_TIMEOUT_S
@@ -25,6 +25,7 @@ class _Request:
     frame: LumaFrame
     roi: Sequence[int] | None
     source: Source
+    tiles: Sequence[int] | None = None  # a focus map's grid, or None
     done: threading.Event = field(default_factory=threading.Event)
     record: FocusRecord | None = None
     error: BaseException | None = None
@@ -92,10 +93,17 @@ class BatchScorer:
         if failed:
             raise failed[0]
 
-    def score(self, frame: LumaFrame, roi: Sequence[int] | None, source: Source) -> FocusRecord:
-        """Score ``frame`` of ``source`` in the next batch; waits for it (called by the
-        stream's thread). Raises what scoring it raised, or ConfigError once closed."""
-        request = _Request(frame, roi, source)
+    def score(
+        self,
+        frame: LumaFrame,
+        roi: Sequence[int] | None,
+        source: Source,
+        tiles: Sequence[int] | None = None,
+    ) -> FocusRecord:
+        """Score ``frame`` of ``source`` (and its focus map over ``tiles``) in the next
+        batch; waits for it (called by the stream's thread). Raises what scoring it
+        raised, or ConfigError once closed."""
+        request = _Request(frame, roi, source, tiles)
         with self._arrived:
             if self._closed:
                 raise ConfigError("the batch scorer is closed")
@@ -191,6 +199,7 @@ class BatchScorer:
             pending = backend.submit(
                 views, scales=[r.frame.scale for r in good],
                 offsets=[r.frame.offset for r in good],
+                **({"tiles": [r.tiles for r in good]} if any(r.tiles for r in good) else {}),
             )  # fmt: skip
         except BackendError as exc:
             return self._replace(backend, exc, good)
@@ -229,9 +238,13 @@ class BatchScorer:
                 request.finish(None, exc)
             return
         share_ms = (time.perf_counter() - start) * 1e3 / len(good)
-        for request, frame_scores in zip(good, scores, strict=True):
+        for request, result in zip(good, scores, strict=True):
             frame = request.frame
-            request.finish(FocusRecord(frame.index, frame.pts, frame_scores, share_ms))
+            if isinstance(result, FocusMap):
+                record = FocusRecord(frame.index, frame.pts, result.frame, share_ms, result)
+            else:
+                record = FocusRecord(frame.index, frame.pts, result, share_ms)
+            request.finish(record)
 
 
 def _close_quietly(backend: Backend) -> None:

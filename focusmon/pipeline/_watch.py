@@ -67,7 +67,7 @@ class StreamStatus:
         self.kernel_times.observe(record.kernel_ms / 1e3)
 
 
-_Score = Callable[[LumaFrame, Sequence[int] | None, Source], FocusRecord]
+_Score = Callable[[LumaFrame, Sequence[int] | None, Source, Sequence[int] | None], FocusRecord]
 
 
 class Watcher:
@@ -232,6 +232,8 @@ class Watcher:
                 floor=self.config.service.best_floor,
             )  # fmt: skip
         started = self._clock()
+        # The focus map that `partial` judges by: scored only when it is asked for.
+        grid = spec.alerts.focus_map if spec.alerts.partial_s > 0 else None
         try:
             with self._scorer() as score:
                 for frame in iter_frames(source, idle_s=IDLE_S if source.live else None):
@@ -244,7 +246,7 @@ class Watcher:
                             self._changed(change)
                         continue
                     try:
-                        record = score(frame, spec.roi, source)
+                        record = score(frame, spec.roi, source, grid)
                     except (TypeError, ValueError) as exc:  # this frame, not the stream
                         self._unfit(status, exc)
                         continue
@@ -254,7 +256,9 @@ class Watcher:
                     when = self._time_of(frame, source)
                     view, thumb = _samples(frame, spec.roi)
                     with status.lock:  # the record and the state it led to, together
-                        change = tracker.update(record.scores, when, view, frame.key, thumb)
+                        change = tracker.update(
+                            record.scores, when, view, frame.key, thumb, record.tiles
+                        )
                         status.keep(record, self._clock())
                     self._changed(change)
                     if picker is not None:
@@ -298,14 +302,15 @@ class Watcher:
         with contextlib.ExitStack() as stack:
             backend = stack.enter_context(resolve_backend(self._backend, **self._backend_options))
 
-            def score(frame: LumaFrame, roi: Sequence[int] | None, source: Source):
+            def score(frame: LumaFrame, roi: Sequence[int] | None, source: Source,
+                      tiles: Sequence[int] | None = None):  # fmt: skip
                 nonlocal backend
                 try:
-                    return analyse(backend, frame, roi, source)
+                    return analyse(backend, frame, roi, source, tiles)
                 except kernels.BackendError as exc:  # the GPU failed: the CPU goes on
                     name, options = self.fall_back(backend.name, exc)
                     backend = stack.enter_context(resolve_backend(name, **options))
-                    return analyse(backend, frame, roi, source)
+                    return analyse(backend, frame, roi, source, tiles)
 
             yield score
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import FocusScores
+from ..kernels import FocusMap, FocusScores
 from ._score import SHARPNESS, normalised_sharpness
+from ._tiles import TileBaseline, TileWatch, blur_kind, direction_tensor, tile_values
 from ._views import THUMB_H, THUMB_W, ViewWatch
 
 
@@ -28,15 +29,16 @@ class AlertState(str, enum.Enum):
     NO_SIGNAL = "no_signal"  # stalled, disconnected, or not connected after its open timeout
     FROZEN = "frozen"  # frames keep coming, but the picture does not change
     MOVED = "moved"  # the camera no longer shows the view it learned (turned, knocked)
+    PARTIAL = "partial"  # part of the picture blurred or covered, the rest holding
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def judged(self) -> bool:
-        """Whether sharpness is compared with the baseline in this state (ok, blurred): only
-        then does the score over the baseline mean what the alerts mean."""
-        return self in (AlertState.OK, AlertState.BLURRED)
+        """Whether sharpness is compared with the baseline in this state (ok, blurred,
+        partial): only then does the score over the baseline mean what the alerts mean."""
+        return self in (AlertState.OK, AlertState.BLURRED, AlertState.PARTIAL)
 
     @property
     def signal_valid(self) -> bool:
@@ -119,6 +121,13 @@ class AlertSettings:
         A frame has changed when its samples differ from the previous frame's by more
         than this (mean absolute difference, 8-bit grey levels); a live scene's sensor
         noise alone is several times more.
+    partial_s : float
+        Some tiles of the focus map blurred (below ``enter_ratio`` x their own baselines)
+        or covered (contrast below 0.4 x theirs) while the rest of the picture holds, for
+        this long, is `partial` (0: never): a spider web, a raindrop, a smear, something
+        parked in front of the lens. Needs the frames' focus maps.
+    focus_map : (int, int)
+        The grid (rows, cols) of the focus map the pipeline scores for `partial`.
     """
 
     measure: str = "tenengrad"
@@ -136,15 +145,20 @@ class AlertSettings:
     relearn_s: float = 300.0
     frozen_s: float = 30.0
     frozen_diff: float = 0.1
+    partial_s: float = 10.0
+    focus_map: tuple[int, int] = (4, 4)
 
     def __post_init__(self) -> None:
         names = ("enter_ratio", "leave_ratio", "min_dwell_s", "dark_mean", "obstructed_std",
                  "obstructed_ratio", "learn_s", "baseline_tau_s", "moved_s", "moved_share",
-                 "relearn_s", "frozen_s", "frozen_diff")  # fmt: skip
+                 "relearn_s", "frozen_s", "frozen_diff", "partial_s")  # fmt: skip
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        grid = self.focus_map
+        if not (len(grid) == 2 and all(isinstance(v, int) and v >= 1 for v in grid)):
+            raise ValueError(f"`focus_map` must be two integers >= 1 (rows, cols), got {grid!r}")
         if not 0 < self.enter_ratio <= self.leave_ratio:
             raise ValueError(
                 f"`enter_ratio` must be > 0 and <= `leave_ratio`, got {self.enter_ratio!r} "
@@ -169,7 +183,10 @@ class StateChange:
     ``detail`` says more of some states, as (name, value) pairs: for `moved`, ``changed``
     (the share of the picture unlike the learned view) and ``shift_x``, ``shift_y`` (the
     whole picture's shift, as a share of its width and height); for `frozen`,
-    ``still_s`` (how long no frame has changed).
+    ``still_s`` (how long no frame has changed); for `blurred`, ``blur`` (``motion``: a
+    shake or a pan, along ``angle`` degrees, 0 horizontal, 90 vertical, y down;
+    ``defocus``: all directions alike); for `partial`, ``tiles`` (the ``[row, col]`` of
+    the focus map's tiles lost) and ``covered`` (those of them covered, not blurred).
     """
 
     stream: str
@@ -179,7 +196,7 @@ class StateChange:
     score: float
     baseline: float
     live: bool = False
-    detail: tuple[tuple[str, float], ...] = ()
+    detail: tuple[tuple[str, object], ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """The event's JSON object (``live`` is said by the time itself), with the
@@ -194,13 +211,18 @@ class StateChange:
 class _Baseline:
     """What sharpness is normal for the stream at one light level."""
 
-    __slots__ = ("contrast", "learned_s", "samples", "value")
+    __slots__ = ("contrast", "learned_s", "samples", "tensor", "tensors", "tiles", "tiles_s",
+                 "value")  # fmt: skip
 
     def __init__(self) -> None:
         self.value: float | None = None
         self.contrast = 0.0
         self.samples: list[tuple[float, float]] = []  # (score, std) while learning
         self.learned_s = 0.0
+        self.tensor: np.ndarray | None = None  # the detail's normal direction tensor
+        self.tensors: list[np.ndarray] = []  # while learning it
+        self.tiles = TileBaseline()  # each tile's, learned on a clock of its own:
+        self.tiles_s = 0.0  # a level restored (or tiles asked for later) learns them anew
 
 
 class AlertTracker:
@@ -259,6 +281,8 @@ class AlertTracker:
         self._freeze = FreezeWatch(self.settings.frozen_s, self.settings.frozen_diff)
         s = self.settings
         self._views = ViewWatch(s.moved_share, s.moved_s, s.relearn_s, s.learn_s)
+        self._tiles = TileWatch(s.enter_ratio, s.leave_ratio)
+        self._tensor = np.zeros((2, 2))  # the last frame's `direction_tensor`
 
     # -- public ---------------------------------------------------------------------------
 
@@ -269,6 +293,7 @@ class AlertTracker:
         view: np.ndarray | None = None,
         key: bool = True,
         thumb: np.ndarray | None = None,
+        tiles: FocusMap | None = None,
     ) -> StateChange | None:
         """Take one frame's scores at ``time_s``; a `StateChange` if the state changed.
 
@@ -276,12 +301,14 @@ class AlertTracker:
         levels, by which a picture that stopped changing is told (without: never frozen);
         ``key``: a keyframe came with or since the last frame (see `FreezeWatch`);
         ``thumb``: the frame's `thumbnail`, by which a camera that no longer shows its
-        view is told (without: never moved).
+        view is told (without: never moved); ``tiles``: the frame's focus map, by which
+        a picture partly blurred or covered is told (without: never partial).
         """
         dt = 0.0 if self._last_time is None else max(time_s - self._last_time, 0.0)
         self._last_time = time_s
         frozen = view is not None and self._freeze.update(view, time_s, key)
         candidate = self._judge(scores, dt)
+        candidate = self._judge_tiles(candidate, tiles, time_s, dt)
         # What it shows is old: its sharpness says nothing of the camera now. (A black or
         # flat picture may well repeat exactly: dark and obstructed say more of it.)
         if frozen and candidate.judged:
@@ -347,6 +374,11 @@ class AlertTracker:
         mean, std = _finite(scores.mean), _finite(scores.std)
         score = normalised_sharpness(scores, s.measure)
         self.score = score
+        # The detail's directions over the last half second or so: a single frame's are
+        # noisy.
+        now = direction_tensor(scores)
+        weight = min(dt / 0.5, 1.0) if self._judged_a_frame else 1.0
+        self._tensor = self._tensor + weight * (now - self._tensor)
         if mean < BLACK_MEAN:
             return AlertState.DARK
         if self._covered(mean, std):
@@ -367,11 +399,55 @@ class AlertTracker:
         candidate = self._blur_candidate(score, level.value)
         if candidate is AlertState.OK and self.state is AlertState.OK:
             # Follow slow changes of the scene; never learn from a blurred or covered view.
-            alpha = min(dt / s.baseline_tau_s, 1.0) if s.baseline_tau_s > 0 else 1.0
+            alpha = self._alpha(dt)
             level.value += alpha * (score - level.value)
             level.contrast += alpha * (std - level.contrast)
             self._reference = (level.contrast, level.contrast / max(mean, 1e-9))
+            if level.tensor is not None:
+                level.tensor += alpha * (self._tensor - level.tensor)
         return candidate
+
+    def _alpha(self, dt: float) -> float:
+        tau = self.settings.baseline_tau_s
+        return min(dt / tau, 1.0) if tau > 0 else 1.0
+
+    def _judge_tiles(
+        self, candidate: AlertState, tiles: FocusMap | None, time_s: float, dt: float
+    ) -> AlertState:
+        """`partial` for a picture whose whole is ok but some tiles of ``tiles`` have
+        been lost for ``partial_s`` (`TileWatch`); each tile's baseline is learned and
+        followed while the picture is ok."""
+        s = self.settings
+        if (
+            tiles is None
+            or s.partial_s <= 0
+            or candidate is not AlertState.OK
+            or self._key is None
+        ):
+            self._tiles.reset()
+            return candidate
+        level = self._levels.get(self._key)
+        if level is None or level.value is None:  # the level is still learning: so are they
+            return candidate
+        sharp, contrast, saturated = tile_values(tiles, s.measure)
+        base = level.tiles
+        if base.sharpness is None or base.sharpness.shape != sharp.shape:
+            if base.sharpness is not None:  # a new grid or frame size: learn it anew
+                base = level.tiles = TileBaseline()
+                level.tiles_s = 0.0
+            base.learn(sharp, contrast)
+            level.tiles_s += dt
+            # (as long as a tile must be lost: a person lingering in one is not its normal)
+            if level.tiles_s >= max(s.learn_s, s.partial_s) and len(base.samples or ()) >= 3:
+                base.settle()
+            return candidate
+        # A tile must stay lost for all but the last min_dwell_s of partial_s (the state's
+        # own dwell): then `_settle` makes it partial_s.
+        hold_s = max(s.partial_s - s.min_dwell_s, 0.0)
+        partial = self._tiles.update(base, sharp, contrast, saturated, time_s, hold_s)
+        if self.state is AlertState.OK and self._tiles.lost is not None:
+            base.follow(sharp, contrast, self._alpha(dt), ~self._tiles.lost)
+        return AlertState.PARTIAL if partial else candidate
 
     def _covered(self, mean: float, std: float) -> bool:
         """A flat view: far less than the scene's known contrast, both absolutely (std) and
@@ -402,13 +478,15 @@ class AlertTracker:
 
     def _learn(self, level: _Baseline, score: float, std: float, mean: float, dt: float) -> None:
         level.samples.append((score, std))
+        level.tensors.append(self._tensor)
         level.learned_s += dt
         if level.learned_s >= self.settings.learn_s and len(level.samples) >= 3:
             scores = sorted(v for v, _ in level.samples)
             stds = sorted(c for _, c in level.samples)
             level.value = scores[len(scores) // 2]
             level.contrast = stds[len(stds) // 2]
-            level.samples = []
+            level.tensor = np.median(level.tensors, axis=0)
+            level.samples, level.tensors = [], []
             self._reference = (level.contrast, level.contrast / max(mean, 1e-9))
 
     # -- changing state -------------------------------------------------------------------
@@ -427,8 +505,12 @@ class AlertTracker:
         if state is self.state:
             return None
         previous = self.state if self._judged_a_frame else CONNECTING
-        detail: tuple[tuple[str, float], ...] = ()
-        if state is AlertState.MOVED:
+        detail: tuple[tuple[str, object], ...] = ()
+        if state is AlertState.BLURRED:
+            detail = self._blur_detail()
+        elif state is AlertState.PARTIAL:
+            detail = (("tiles", self._tiles.where()), ("covered", self._tiles.where(True)))
+        elif state is AlertState.MOVED:
             dx, dy = self._views.shift
             detail = (
                 ("changed", round(self._views.changed, 3)),
@@ -443,6 +525,18 @@ class AlertTracker:
         )  # fmt: skip
         self.state = state
         return change
+
+    def _blur_detail(self) -> tuple[tuple[str, object], ...]:
+        """``blur`` (and ``angle`` for motion) of a frame judged blurred: `blur_kind` of
+        its detail against the level's normal detail."""
+        level = self._levels.get(self._key) if self._key is not None else None
+        if level is None or level.tensor is None:
+            return ()
+        kind = blur_kind(self._tensor, level.tensor)
+        if kind is None:
+            return ()
+        name, angle = kind
+        return (("blur", name), ("angle", angle)) if name == "motion" else (("blur", name),)
 
 
 class FreezeWatch:

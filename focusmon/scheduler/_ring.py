@@ -10,7 +10,7 @@ from ..kernels import MEASURES, FocusScores
 
 
 class RecordRing:
-    """The last ``capacity`` records (index, time, the six measures) in fixed arrays.
+    """The last ``capacity`` records (index, time, the measures) in fixed arrays.
 
     `push` is O(1) and allocates nothing: it overwrites the oldest row. Reading
     (`latest`) returns copies in push order.

@@ -23,7 +23,7 @@ class StreamSnapshot:
     packets_undecodable: int
     reconnects: int
     last_frame_age_s: float | None
-    scores: Mapping[str, float] | None  # the six measures of the latest scored frame
+    scores: Mapping[str, float] | None  # the measures of the latest scored frame
     score: float | None  # the normalised sharpness the alerts use
     baseline: float | None  # the stream's learned baseline (None while learning)
     signal_valid: bool

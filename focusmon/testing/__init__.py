@@ -26,6 +26,7 @@ from ._surveillance import (
     Clip,
     Segment,
     SurveillanceCamera,
+    motion_blur,
     surveillance_clip,
 )
 from ._sweeps import Sweep, focus_sweep
@@ -49,5 +50,6 @@ __all__ = [
     "focus_sweep",
     "night_noise_reduction",
     "specimen",
+    "motion_blur",
     "surveillance_clip",
 ]

@@ -17,9 +17,9 @@ import numpy as np
 from ._model import defocus, expose, night_noise_reduction
 
 #: Ground-truth labels of clip segments.
-TRUTHS = ("ok", "blurred", "obstructed", "dark", "moved", "frozen")
+TRUTHS = ("ok", "blurred", "obstructed", "dark", "moved", "frozen", "partial")
 #: What may happen in a segment.
-EVENTS = ("day", "defocus", "cover", "night", "turn", "freeze")
+EVENTS = ("day", "defocus", "cover", "night", "turn", "freeze", "smear", "occlude", "shake")
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,14 @@ class SurveillanceCamera:
       (more noise) and `night_noise_reduction` on (less fine detail);
     * ``turn``: the camera is turned by ``turn_px`` (the view slides across; what leaves
       one side comes back at the other) and turned back at the end;
-    * ``freeze``: the camera resends its last frame until the end of the segment.
+    * ``freeze``: the camera resends its last frame until the end of the segment;
+    * ``smear``: within 0.5 s a smear (a raindrop, grease) on the lens blurs an area of
+      about a sixth of the view near its top left corner, and hazes it;
+    * ``occlude``: within 0.3 s something dark close to the lens (a spider, a leaf, a
+      sign hung in front) hides an area of about a sixth of the view near its bottom
+      right corner;
+    * ``shake``: the camera shakes (a mast in the wind): each frame is blurred by a
+      motion of ``shake_px`` pixels along ``shake_angle`` degrees, ramping in over 1 s.
 
     With ``repeat`` the timeline starts again at its end, for ever. The camera's automatic
     gain and its night noise reduction carry state from frame to frame: ask for the frames
@@ -145,6 +152,11 @@ class SurveillanceCamera:
         Blur-disk radius (px) of the knocked lens.
     turn_px : int
         How far a ``turn`` slides the view, in pixels.
+    smear_radius : float
+        Blur-disk radius (px) inside a smear.
+    shake_px, shake_angle : float
+        The length (px) and direction (degrees, 0 horizontal, 90 vertical) of a shake's
+        motion blur.
     photons_at_white, read_noise_e :
         The sensor at unity gain, see `expose`.
     day_max_gain, night_max_gain : float
@@ -170,6 +182,9 @@ class SurveillanceCamera:
         night_factor: float = 20.0,
         defocus_radius: float = 3.0,
         turn_px: int = 24,
+        smear_radius: float = 5.0,
+        shake_px: float = 9.0,
+        shake_angle: float = 0.0,
         photons_at_white: float = 4000.0,
         read_noise_e: float = 3.0,
         day_max_gain: float = 2.0,
@@ -192,6 +207,10 @@ class SurveillanceCamera:
         self.day_light, self.night_factor = float(day_light), night_factor
         self.defocus_radius = defocus_radius
         self.turn_px = int(turn_px)
+        self.smear_radius, self.shake_px = float(smear_radius), float(shake_px)
+        self.shake_angle = float(shake_angle)
+        self._smear_mask = _soft_ellipse(size, (0.3, 0.27), (0.25, 0.22))
+        self._occluder_mask = _soft_ellipse(size, (0.72, 0.75), (0.25, 0.22))
         self._last: np.ndarray | None = None  # the last frame rendered, for a freeze
         self.photons_at_white, self.read_noise_e = photons_at_white, read_noise_e
         self.day_max_gain, self.night_max_gain = day_max_gain, night_max_gain
@@ -240,6 +259,14 @@ class SurveillanceCamera:
                 light = light / self.night_factor ** _ramp(phase, start, end, 2.0, 2.0)
         return radius, light, cover, light < self.day_light / 4.0
 
+    def _amount(self, t: float, event: str, rise_s: float) -> float:
+        """How far into an ``event`` (0..1) the camera is at ``t``: up over ``rise_s``
+        after its start, down over as long before its end."""
+        phase = t % self.duration_s if self.repeat else t
+        amounts = [float(_ramp(np.float64(phase), start, end, rise_s, rise_s))
+                   for start, end, _, e in self.timeline if e == event]  # fmt: skip
+        return max(amounts, default=0.0)
+
     def _during(self, t: float, event: str) -> bool:
         phase = t % self.duration_s if self.repeat else t
         return any(e == event and start <= phase < end for start, end, _, e in self.timeline)
@@ -265,8 +292,20 @@ class SurveillanceCamera:
         x0, x1 = max(x, 0), min(x + sw, width)
         if x1 > x0:
             view[self._sprite_y : self._sprite_y + sh, x0:x1] = self._sprite[:, x0 - x : x1 - x]
+        shake = self._amount(t, "shake", 1.0)
+        if shake > 0:
+            view = motion_blur(view, self.shake_px * shake, self.shake_angle)
         if radius > 0:
             view = defocus(view, float(radius))
+        smear = self._amount(t, "smear", 0.5)
+        if smear > 0:  # blurred, and hazed by the light it scatters
+            hazy = 0.7 * defocus(view, self.smear_radius) + 0.3 * float(view.mean())
+            m = smear * self._smear_mask
+            view = (1.0 - m) * view + m * hazy
+        occluder = self._amount(t, "occlude", 0.3)
+        if occluder > 0:
+            m = occluder * self._occluder_mask
+            view = (1.0 - m) * view + m * self._hand
         if cover > 0:
             view = (1.0 - cover) * view + cover * self._hand
         # AGC: aims at 45 % grey, follows within ~1 s (a time constant of fps/2 frames).
@@ -307,6 +346,32 @@ def surveillance_clip(scene: np.ndarray, **camera: Any) -> Clip:
         frames.append(cam.render(float(ti)))
         gains[i] = cam.gain
     return Clip(frames, float(fps), segments, radius, light, gains, cover, night_mode)
+
+
+def motion_blur(image: np.ndarray, length_px: float, angle_deg: float) -> np.ndarray:
+    """``image`` blurred by a straight motion of ``length_px`` pixels along ``angle_deg``
+    (0 horizontal, 90 vertical, y down), edges reflected."""
+    if length_px < 1.0:
+        return image
+    n = int(math.ceil(length_px)) | 1
+    kernel = np.zeros((n, n), np.float32)
+    c = n // 2
+    dx, dy = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    for s in np.linspace(-length_px / 2, length_px / 2, 4 * n):
+        kernel[int(round(c + s * dy)), int(round(c + s * dx))] += 1.0
+    kernel /= kernel.sum()
+    return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+
+
+def _soft_ellipse(
+    size: tuple[int, int], centre: tuple[float, float], radii: tuple[float, float]
+) -> np.ndarray:
+    """A float32 mask, 1 inside an ellipse (centre and radii as shares of the height and
+    width), 0 outside, with a soft edge."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot((y / height - centre[0]) / radii[0], (x / width - centre[1]) / radii[1])
+    return np.clip((1.15 - r) / 0.3, 0.0, 1.0).astype(np.float32)
 
 
 def _cover_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

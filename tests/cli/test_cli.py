@@ -38,7 +38,7 @@ def test_score_writes_one_json_object_per_frame(capsys, clip):
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["index"] for r in rows] == list(range(6))
     assert rows[1]["pts"] == pytest.approx(0.04)
-    assert list(rows[0]) == ["index", "pts", *kernels.MEASURES]
+    assert list(rows[0]) == ["index", "pts", *kernels.MEASURES, *kernels.DIRECTIONS]
     lap = [r["laplacian_var"] for r in rows]
     assert lap == sorted(lap, reverse=True)  # the clip blurs frame by frame
     assert err == ""  # no progress bar when stderr is not a terminal

@@ -106,7 +106,9 @@ def test_watch_reports_a_defocus_in_stream_time(capsys, caplog, tmp_path, defocu
     assert code == 0, err
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     assert [(r["previous"], r["state"]) for r in rows] == [("ok", "blurred"), ("blurred", "ok")]
-    assert all(list(r) == EVENT_KEYS and r["stream"] == "cam/1" for r in rows)
+    # A blurred event says what kind of blur: the clip defocuses its lens.
+    assert list(rows[0]) == [*EVENT_KEYS, "blur"] and rows[0]["blur"] == "defocus"
+    assert list(rows[1]) == EVENT_KEYS and all(r["stream"] == "cam/1" for r in rows)
     assert 4.9 <= rows[0]["time"] <= 5.1 and 6.9 <= rows[1]["time"] <= 7.1  # 1 s dwell
     assert rows[0]["score"] < 0.5 * rows[0]["baseline"]
     changes = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]

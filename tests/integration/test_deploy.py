@@ -54,7 +54,7 @@ EXPORTED = frozenset(
         "focusmon_processing_seconds_sum",
     }
 )
-STATES = ("ok", "blurred", "obstructed", "dark", "no_signal", "frozen", "moved")
+STATES = ("ok", "blurred", "obstructed", "dark", "no_signal", "frozen", "moved", "partial")
 ALERTS = (
     "FocusmonStreamBlurred",
     "FocusmonStreamObstructed",

@@ -14,11 +14,12 @@ import gc
 import os
 import sys
 import warnings
+from dataclasses import fields
 
 import numpy as np
 
 from focusmon import kernels
-from focusmon.kernels import BackendError, _numba_cuda
+from focusmon.kernels import BackendError, FocusScores, _numba_cuda
 from focusmon.kernels._frame import check_grid
 from focusmon.kernels._numba_cuda import SLOTS, NumbaCudaBackend
 from focusmon.kernels._numba_cuda_sim import (
@@ -31,20 +32,22 @@ from focusmon.kernels._numba_cuda_sim import (
 NUMPY = kernels.get("numpy")
 FAILURES: list[str] = []
 rng = np.random.default_rng(11)
+#: Every field of `FocusScores`: the measures, the saturated share, the direction energies.
+FIELDS = tuple(f.name for f in fields(FocusScores))
 
 
 def frame(shape, dtype=np.uint8) -> np.ndarray:
     return rng.integers(0, np.iinfo(dtype).max, shape, dtype, True)
 
 
-def same(got, luma: np.ndarray, roi=None) -> bool:
-    return close(got, NUMPY.scores(luma, roi=roi))
+def same(got, luma: np.ndarray, roi=None, **units) -> bool:
+    return close(got, NUMPY.scores(luma, roi=roi, **units))
 
 
 def close(got, want) -> bool:
     return all(
         abs(getattr(got, m) - getattr(want, m)) <= 1e-9 * abs(getattr(want, m)) + 1e-12
-        for m in kernels.MEASURES
+        for m in FIELDS
     )
 
 
@@ -137,8 +140,8 @@ def frames_kept_until_result(cls=NumbaCudaBackend) -> tuple[bool, list[str], int
 class Forgetful(NumbaCudaBackend):
     """The code before the fix: device frames not kept until their gather ran."""
 
-    def _queue(self, slot, views, grids):
-        pending = super()._queue(slot, views, grids)
+    def _queue(self, slot, views, levels, grids):
+        pending = super()._queue(slot, views, levels, grids)
         slot.frames = []
         return pending
 
@@ -162,12 +165,12 @@ class Unsynchronised(NumbaCudaBackend):
     """The code before the fix: a failed launch leaves its copies queued and the slot
     marked with the previous batch."""
 
-    def _launch(self, views, grids=None):
+    def _launch(self, views, levels, grids=None):
         slot = self._slots[self._next]
         self._next = (self._next + 1) % SLOTS
         if slot.pending is not None:
             slot.pending.result()
-        return self._queue(slot, views, grids or [None] * len(views))
+        return self._queue(slot, views, levels, grids or [None] * len(views))
 
 
 def launch_error_then_reuse(cls=NumbaCudaBackend) -> tuple[bool, list[str], str]:
@@ -288,6 +291,25 @@ def parts_of_huge_frames() -> None:
             "a huge frame's focus map, each tile in bands, adds up to the reference's",
             good and [p[0] for p in tile_parts] == [0, 0, 1, 1] and not device.hazards,
             f"tiles right: {good}, parts {tile_parts}",
+        )
+        # Each band of a frame carries its frame's saturation level: 10-bit samples (some
+        # above 1023, in every band) next to full-range and limited-range frames.
+        ten, bright = rng.integers(0, 1100, (230, 50), np.uint16, True), frame((100, 64))
+        lumas = [ten, board, bright, ten]
+        units = [{"scale": 255 / 1023}, {}, {"scale": 255 / 219, "offset": 16.0}, {}]
+        got = backend.submit(
+            lumas, scales=[u.get("scale", 1.0) for u in units],
+            offsets=[u.get("offset", 0.0) for u in units],
+        ).result()  # fmt: skip
+        good = all(same(g, f, **u) for g, f, u in zip(got, lumas, units, strict=True))
+        clipped = [g.saturated for g in got]
+        got_map = backend.focus_map(ten, (1, 2), scale=255 / 1023)
+        want_map = NUMPY.focus_map(ten, (1, 2), scale=255 / 1023)
+        tiles = all(close(got_map.tiles[0][c], want_map.tiles[0][c]) for c in range(2))
+        case(
+            "frames in parts, each its own saturation level, add up to the reference",
+            good and tiles and clipped[0] > 0 == clipped[3] and not device.hazards,
+            f"scores right: {good}, tiles right: {tiles}, saturated {clipped}",
         )
     finally:
         _numba_cuda._PART_PIXELS.update(real)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -20,6 +20,7 @@ import numpy as np
 TOO_SMALL = [(0, 0), (0, 5), (1, 1), (1, 9), (9, 1), (2, 2), (2, 9), (9, 2)]
 DTYPES = (np.uint8, np.uint16)
 SHARPNESS = ("laplacian_var", "tenengrad", "sobel_mean", "haar_energy")
+DIRECTIONS = ("detail_x", "detail_y", "detail_xy")
 RTOL = 1e-9
 
 
@@ -28,8 +29,9 @@ class Case:
     """A frame and what must come of scoring it.
 
     ``expect`` is ``"refused"`` (a ValueError naming the shape), ``"flat"`` (every sharpness
-    measure and the std exactly 0, the mean exactly the value) or ``"reference"`` (the NumPy
-    reference's scores, to 1e-9 relative, all finite).
+    measure, the std and the direction energies exactly 0, the mean exactly the value, the
+    saturated share exactly 1 at the top of the range and 0 below) or ``"reference"`` (the
+    NumPy reference's scores, every field of `FocusScores`, to 1e-9 relative, all finite).
     """
 
     name: str
@@ -62,7 +64,7 @@ def degenerate_cases() -> Iterator[Case]:
 
 def check(backend, case: Case) -> str | None:
     """What went wrong scoring ``case`` with ``backend``, or None."""
-    from focusmon.kernels import MEASURES, reference_scores
+    from focusmon.kernels import FocusScores, reference_scores
 
     frame = case.frame
     if case.expect == "refused":
@@ -73,12 +75,13 @@ def check(backend, case: Case) -> str | None:
         return "accepted a frame below 3x3"
     got = backend.scores(frame)
     if case.expect == "flat":
-        zeros = [getattr(got, m) for m in (*SHARPNESS, "std")]
-        if zeros != [0.0] * 5 or got.mean != float(frame.flat[0]):
+        zeros = [getattr(got, m) for m in (*SHARPNESS, "std", *DIRECTIONS)]
+        clipped = float(frame.flat[0] == np.iinfo(frame.dtype).max)
+        if zeros != [0.0] * 8 or got.mean != float(frame.flat[0]) or got.saturated != clipped:
             return f"not exactly flat: {got}"
         return None
     want = reference_scores(frame)
-    for m in MEASURES:
+    for m in (f.name for f in fields(FocusScores)):
         g, w = getattr(got, m), getattr(want, m)
         if not (np.isfinite(g) and abs(g - w) <= RTOL * abs(w) + 1e-12):
             return f"{m}: {g!r}, reference {w!r}"

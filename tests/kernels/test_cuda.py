@@ -21,7 +21,9 @@ def test_cuda_kernel_matches_reference_under_the_simulator():
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "CHECKED 62" in proc.stdout, proc.stdout  # 30 frames, 32 tiles of focus maps
+    # Every field of each: 28 frames and 44 tiles of focus maps (with their raw sums,
+    # exact), 23 frames and 16 tiles of focus maps in batches.
+    assert "CHECKED 111" in proc.stdout, proc.stdout
 
 
 def test_gpu_orderings_under_a_simulator_that_defers_like_a_gpu():
@@ -68,9 +70,9 @@ def test_cuda_kernels_compile_to_ptx(dtype, cc):
     i64 = types.int64
     sig = (
         types.Array(samples, 1, "C"),  # packed pixels
-        types.Array(i64, 2, "C"),  # per part: its frame, first block and rectangle
+        types.Array(i64, 2, "C"),  # per part: its frame, first block, rectangle, level
         types.Array(i64, 1, "C"),  # per block: its part
-        types.Array(i64, 2, "C"),  # out: six integer sums per part
+        types.Array(i64, 2, "C"),  # out: the ten integer sums per part (INT_SUMS)
         types.Array(types.float64, 2, "C"),  # the same memory: the magnitude sum
     )
     ptx = _ptx(_numba_cuda.batch_kernel, sig, cc)

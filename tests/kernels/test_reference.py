@@ -25,6 +25,12 @@ def recipes(g: np.ndarray) -> dict[str, float]:
         "haar_energy": float(((lh**2).sum() + (hl**2).sum() + (hh**2).sum()) / ll.size),
         "mean": float(f.mean()),
         "std": float(f.std()),
+        "saturated": float(np.mean(g == np.iinfo(g.dtype).max)),
+        # PyWavelets' horizontal detail cH is the change down the rows (dy), its vertical
+        # cV the change along them (dx).
+        "detail_x": float(np.mean(hl**2)),
+        "detail_y": float(np.mean(lh**2)),
+        "detail_xy": float(np.mean(hl * lh)),
     }
 
 
@@ -56,6 +62,26 @@ def test_strided_view_of_a_padded_plane(camera):
     assert not view.flags.c_contiguous
     assert reference_scores(view) == reference_scores(camera)
     assert_matches(view)
+
+
+def test_saturation_counts_from_the_level_given():
+    g = np.array([[0, 100, 235], [236, 254, 255], [255, 17, 3]], np.uint8)
+    assert reference_scores(g).saturated == pytest.approx(2 / 9)
+    assert reference_scores(g, level=235).saturated == pytest.approx(5 / 9)
+    wide = np.array([[1023, 4000, 12], [0, 1022, 1023], [5, 5, 5]], np.uint16)
+    assert reference_scores(wide, level=1023).saturated == pytest.approx(3 / 9)
+
+
+def test_direction_energies_tell_stripes_apart():
+    across = np.tile(np.array([0, 200, 50, 255, 10], np.uint8), (40, 8))  # changes along x
+    down = np.ascontiguousarray(across.T)
+    for g, along, still in ((across, "detail_x", "detail_y"), (down, "detail_y", "detail_x")):
+        s = reference_scores(g)
+        assert getattr(s, still) == 0 and s.detail_xy == 0
+        assert getattr(s, along) > 0.5 * s.haar_energy > 0
+    diagonal = np.add.outer(np.arange(40), np.arange(40)).astype(np.uint8) * 9
+    s = reference_scores(diagonal)
+    assert s.detail_x == pytest.approx(s.detail_y) and s.detail_xy == pytest.approx(s.detail_x)
 
 
 def test_flat_frame_is_zero_not_nan():

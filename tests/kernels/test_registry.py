@@ -84,12 +84,16 @@ def test_the_measure_table_names_every_field_of_the_scores_once():
     import dataclasses
 
     fields = [f.name for f in dataclasses.fields(kernels.FocusScores)]
-    assert list(kernels.MEASURE_TABLE) == list(kernels.MEASURES) == fields
+    assert (
+        [*kernels.MEASURE_TABLE, *kernels.DIRECTIONS]
+        == [*kernels.MEASURES, *kernels.DIRECTIONS]
+        == fields
+    )
     metrics = [m.metric for m in kernels.MEASURE_TABLE.values()]
     assert len(set(metrics)) == len(metrics) and all(m.startswith("focusmon_") for m in metrics)
     assert {m.name: m.power for m in kernels.MEASURE_TABLE.values()} == {
         "laplacian_var": 2, "tenengrad": 2, "sobel_mean": 1, "haar_energy": 2, "mean": 1,
-        "std": 1,
+        "std": 1, "saturated": 0,
     }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from focusmon import kernels
 from focusmon.kernels import MEASURES, FocusMap, RawSums
 from focusmon.kernels._frame import check_grid, tile_edges
+from focusmon.kernels._reference import reference_map
 
 from test_backends import CPU_BACKENDS, assert_close, frames
 
@@ -60,6 +61,9 @@ def recipe_map(g: np.ndarray, ys, xs) -> list[list[dict[str, float]]]:
                 "sobel_mean": np.sqrt(grad2).mean(),
                 "haar_energy": detail[half].sum() / detail[half].size,
                 "mean": f[cut].mean(), "std": f[cut].std(),
+                "saturated": np.mean(g[cut] == np.iinfo(g.dtype).max),
+                "detail_x": np.mean(hl[half] ** 2), "detail_y": np.mean(lh[half] ** 2),
+                "detail_xy": np.mean(hl[half] * lh[half]),
             })  # fmt: skip
         out.append(row)
     return out
@@ -125,7 +129,10 @@ def test_roi_and_units_apply_to_the_map_as_to_the_scores(camera):
     numpy, cpu = kernels.get("numpy"), kernels.get("numba-cpu")
     roi, units = (40, 30, 301, 203), {"scale": 255 / 219, "offset": 16.0}
     got = cpu.focus_map(camera, (3, 4), roi=roi, **units)
-    want = numpy.focus_map(camera[30:233, 40:341], (3, 4)).rescaled(units["scale"], 16.0)
+    ys, xs = check_grid((3, 4), (203, 301))
+    # Limited range: samples from 235 up are saturated.
+    want = reference_map(camera[30:233, 40:341], ys, xs, 235).rescaled(units["scale"], 16.0)
+    assert got.frame.saturated == np.mean(camera[30:233, 40:341] >= 235) > 0
     assert got.ys[-1] == 203 and got.xs[-1] == 301  # in pixels of the ROI
     assert_close(got.frame, numpy.scores(camera, roi=roi, **units))
     for row, want_row in zip(got.tiles, want.tiles, strict=True):

@@ -39,8 +39,8 @@ class SpyBackend(NumpyBackend):
     log: list[tuple[str, int]] = []
     delay_s = 0.0
 
-    def _submit(self, views, scales, offsets):
-        pending = super()._submit(views, scales, offsets)
+    def _submit(self, views, scales, offsets, grids=None):
+        pending = super()._submit(views, scales, offsets, grids)
         batch = len(SpyBackend.log)
         SpyBackend.log.append(("submit", len(views)))
         time.sleep(SpyBackend.delay_s)
@@ -171,8 +171,8 @@ class FaultyGpu(SpyBackend):
 
     name = "numba-cuda"
 
-    def _submit(self, views, scales, offsets):
-        pending = super()._submit(views, scales, offsets)
+    def _submit(self, views, scales, offsets, grids=None):
+        pending = super()._submit(views, scales, offsets, grids)
         if len(SpyBackend.log) < 2:
             return pending
         return type(pending)(lambda: (_ for _ in ()).throw(BackendError("illegal address")))

@@ -41,6 +41,10 @@ class S:
     laplacian_var: float = 0.0
     sobel_mean: float = 0.0
     haar_energy: float = 0.0
+    saturated: float = 0.0
+    detail_x: float = 0.0
+    detail_y: float = 0.0
+    detail_xy: float = 0.0
 
 
 def gaussian_curve(n, centre, width=3.0, floor=0.1, noise=0.0, seed=0):
@@ -352,10 +356,11 @@ def test_no_nan_leaves_the_tracker():
 
 def test_alert_states_are_their_names_and_say_what_they_mean():
     assert [str(s) for s in STATES] == [
-        "ok", "blurred", "obstructed", "dark", "no_signal", "frozen", "moved"
+        "ok", "blurred", "obstructed", "dark", "no_signal", "frozen", "moved", "partial"
     ]  # fmt: skip
     assert AlertState.BLURRED == "blurred" and f"{AlertState.NO_SIGNAL}" == "no_signal"
-    assert [s for s in STATES if s.judged] == [AlertState.OK, AlertState.BLURRED]
+    judged = [AlertState.OK, AlertState.BLURRED, AlertState.PARTIAL]
+    assert [s for s in STATES if s.judged] == judged
     assert [s for s in STATES if not s.signal_valid] == [
         AlertState.DARK, AlertState.NO_SIGNAL, AlertState.FROZEN
     ]  # fmt: skip
