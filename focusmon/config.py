@@ -466,6 +466,9 @@ OPTIONS: Mapping[str, Option] = {
                "launch (default: one per stream on a GPU backend; 0: never)"),
         Option("batch_wait_ms", SERVICE, Number(0.0, 1000.0, metavar="MS"),
                "how long a batch waits for more frames after its first"),
+        Option("tile_metrics", SERVICE, Flag(), "export each focus-map tile's sharpness over "
+               "its own baseline, focusmon_tile_sharpness_relative{stream,row,col}: rows x "
+               "cols series a stream (default: none)"),
         # -- a stream --
         Option("name", STREAM, Text("a string", "NAME"), "the stream's name (its `stream` "
                "label; default: the source, credentials redacted); on the command line "
@@ -595,6 +598,7 @@ class ServiceSettings:
     threads: int | None = None
     batch: int | None = None
     batch_wait_ms: float = 5.0
+    tile_metrics: bool = False
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

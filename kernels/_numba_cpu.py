@@ -665,7 +665,7 @@ class NumbaCpuBackend(FusedBackend):
             numba.set_num_threads(self.threads)  # thread-local: other threads keep theirs
             bounds = np.array(bands, np.int64)
             fused_sums_parallel(flat, h, w, rs, bounds, lv, nz, wz, out_i, out_f)
-        ints = [sum(int(v) for v in out_i[:, k]) for k in range(_INT_SUMS)]
+        ints = (out_i[0] if len(bands) == 1 else out_i.astype(object).sum(axis=0)).tolist()
         return RawSums.of_kernel(view.shape, ints, float(out_f[:, 0].sum()))
 
     def raw_tile_sums(
@@ -688,13 +688,14 @@ class NumbaCpuBackend(FusedBackend):
             numba.set_num_threads(self.threads)  # thread-local: other threads keep theirs
             bounds = np.array(bands, np.int64)
             fused_tile_sums_parallel(flat, h, w, rs, bounds, ys, xs, lv, nz, wz, out_i, out_f)
+        # The bands' sums added exactly (Python integers: each band's fit int64, their
+        # total might not), as lists: one conversion, not one per value.
+        ints = (out_i[0] if len(bands) == 1 else out_i.astype(object).sum(axis=0)).tolist()
+        mags = out_f[:, :, 0].sum(axis=0).tolist()
+        heights, widths = np.diff(ys).tolist(), np.diff(xs).tolist()
         return [
             [
-                RawSums.of_kernel(
-                    (int(ys[r + 1] - ys[r]), int(xs[c + 1] - xs[c])),
-                    [sum(int(v) for v in out_i[:, r * cols + c, k]) for k in range(_INT_SUMS)],
-                    float(out_f[:, r * cols + c, 0].sum()),
-                )
+                RawSums.of_kernel((heights[r], widths[c]), ints[r * cols + c], mags[r * cols + c])
                 for c in range(cols)
             ]
             for r in range(rows)

@@ -143,7 +143,9 @@ class RawSums:
     @classmethod
     def total(cls, parts: Sequence[RawSums]) -> RawSums:
         """The sums of a frame from those of the parts it is cut into (its tiles)."""
-        return cls(*(sum(getattr(p, f) for p in parts) for f in cls.__dataclass_fields__))
+        fields = tuple(cls.__dataclass_fields__)
+        return cls(*map(sum, zip(*(tuple(map(p.__getattribute__, fields)) for p in parts),
+                                 strict=True)))  # fmt: skip
 
 
 #: A kernel's integer sums, in the order it outputs them (`RawSums.of_kernel`).

@@ -199,8 +199,10 @@ def _field(records: list, indices: list[int], measure: str, z_step: float | None
     fit = fit_field([r.tiles for r in records], measure=measure)
     step = (indices[-1] - indices[0]) / (len(indices) - 1) if len(indices) > 1 else 1.0
     field = fit.as_dict(None if z_step is None else z_step * step)
-    field["positions"] = [[float(np.interp(p, range(len(indices)), indices)) for p in row]
-                          for row in fit.positions]  # fmt: skip
+    field["positions"] = [
+        [None if p is None else float(np.interp(p, range(len(indices)), indices)) for p in row]
+        for row in fit.positions
+    ]
     for key in ("tilt_x_per_100px", "tilt_y_per_100px", "tilt_per_100px", "residual"):
         if field[key] is not None:
             field[key] *= step

@@ -444,6 +444,7 @@ class Watcher:
         with status.lock:
             last, last_at = status.last, status.last_at
             state, score, baseline = tracker.state, tracker.score, tracker.baseline
+            tiles = tracker.tile_ratios() if self.config.service.tile_metrics else None
             buckets, count, total = list(times.buckets), times.count, times.sum_s
         up = status.source.state is SourceState.UP and not status.done
         frame_at = stats.last_frame_at
@@ -461,7 +462,7 @@ class Watcher:
                 status.spec.options.stall_after,
             ),
             processing_buckets=buckets, processing_count=count, processing_sum_s=total,
-            frames_unfit=status.unfit,
+            frames_unfit=status.unfit, tiles=tiles,
         )  # fmt: skip
 
     def healthy(self) -> bool:

@@ -322,6 +322,13 @@ class AlertTracker:
         self._judged_a_frame = True
         return self._settle(candidate, time_s)
 
+    def tile_ratios(self) -> list[list[float]] | None:
+        """Each tile's sharpness over its own baseline at the last frame (rows of tiles),
+        or None while there is none (no focus map, tiles still learning, a picture not
+        judged)."""
+        ratio = self._tiles.ratio
+        return None if ratio is None else [[float(v) for v in row] for row in ratio]
+
     def no_signal(self, time_s: float) -> StateChange | None:
         """The source is stalled or disconnected (see `no_signal`): `no_signal` at once."""
         self._candidate, self._candidate_since = AlertState.NO_SIGNAL, time_s
@@ -437,8 +444,9 @@ class AlertTracker:
                 level.tiles_s = 0.0
             base.learn(sharp, contrast)
             level.tiles_s += dt
-            # (as long as a tile must be lost: a person lingering in one is not its normal)
-            if level.tiles_s >= max(s.learn_s, s.partial_s) and len(base.samples or ()) >= 3:
+            # Twice as long as a tile must be lost: a person lingering in one is not its
+            # normal.
+            if level.tiles_s >= max(s.learn_s, 2 * s.partial_s) and len(base.samples or ()) >= 3:
                 base.settle()
             return candidate
         # A tile must stay lost for all but the last min_dwell_s of partial_s (the state's

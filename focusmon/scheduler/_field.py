@@ -11,6 +11,7 @@ import numpy as np
 
 from ..kernels import FocusMap
 from ._peak import AUTO, find_peak
+from ._tiles import SATURATED_TILE
 
 #: Distances are in units of this many pixels: a tilt is per 100 px, a curvature per
 #: (100 px)^2.
@@ -23,9 +24,10 @@ class FieldFit:
 
     Attributes
     ----------
-    positions : list of list of float
+    positions : list of list of float or None
         Each tile's peak position, in frames of the sweep (as `Peak.position`); rows of
-        tiles.
+        tiles. None for a tile more than half saturated in some frame (`SATURATED_TILE`):
+        clipped highlights skew a focus curve, so such a tile is left out of the fit.
     centres : list of list of (float, float)
         Each tile's centre, (x, y) in pixels of the frame (or ROI).
     tilt_x, tilt_y : float or None
@@ -41,7 +43,7 @@ class FieldFit:
         The measure the tiles' peaks were found with.
     """
 
-    positions: list[list[float]]
+    positions: list[list[float | None]]
     centres: list[list[tuple[float, float]]]
     tilt_x: float | None
     tilt_y: float | None
@@ -103,8 +105,13 @@ def fit_field(maps: Sequence[FocusMap], *, measure: str = AUTO) -> FieldFit:
         raise ValueError("every focus map of a sweep must have the same grid")
     measure = find_peak([m.frame for m in maps], measure=measure).measure
     rows, cols = len(ys) - 1, len(xs) - 1
-    positions = [
-        [find_peak([m.tiles[r][c] for m in maps], measure=measure).position for c in range(cols)]
+    positions: list[list[float | None]] = [
+        [
+            None
+            if max(float(m.tiles[r][c].saturated) for m in maps) > SATURATED_TILE
+            else find_peak([m.tiles[r][c] for m in maps], measure=measure).position
+            for c in range(cols)
+        ]
         for r in range(rows)
     ]
     centres = [
@@ -116,10 +123,15 @@ def fit_field(maps: Sequence[FocusMap], *, measure: str = AUTO) -> FieldFit:
 
 
 def _surface(positions, centres, width: float, height: float):
-    """(tilt_x, tilt_y, curvature, rms residual) of the least-squares fit."""
-    p = np.array([v for row in positions for v in row], np.float64)
-    dx = np.array([x for row in centres for x, _ in row]) - width / 2
-    dy = np.array([y for row in centres for _, y in row]) - height / 2
+    """(tilt_x, tilt_y, curvature, rms residual) of the least-squares fit, over the tiles
+    with a position."""
+    pairs = [(v, c) for prow, crow in zip(positions, centres, strict=True)
+             for v, c in zip(prow, crow, strict=True) if v is not None]  # fmt: skip
+    p = np.array([v for v, _ in pairs], np.float64)
+    dx = np.array([x for _, (x, _) in pairs], np.float64) - width / 2
+    dy = np.array([y for _, (_, y) in pairs], np.float64) - height / 2
+    if p.size == 0:  # every tile saturated
+        return None, None, None, 0.0
     dx, dy = dx / SPAN, dy / SPAN
     columns = [np.ones_like(p)]
     varies_x, varies_y = np.ptp(dx) > 0, np.ptp(dy) > 0

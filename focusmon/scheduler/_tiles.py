@@ -39,8 +39,8 @@ class TileBaseline:
 
     def settle(self) -> None:
         """The lower third of what was learned becomes the baseline: a tile's sharpness
-        rises while a person or a car crosses it (more edges), which must not make the
-        tile's normal look lost once they have gone."""
+        rises while a person or a car crosses it (more edges, for seconds at a time),
+        which must not make the tile's normal look lost once they have gone."""
         if self.samples:
             self.sharpness = np.quantile([s for s, _ in self.samples], LEARN_QUANTILE, axis=0)
             self.contrast = np.quantile([c for _, c in self.samples], LEARN_QUANTILE, axis=0)
@@ -49,11 +49,16 @@ class TileBaseline:
     def follow(
         self, sharp: np.ndarray, contrast: np.ndarray, alpha: float, keep: np.ndarray
     ) -> None:
-        """Follow slow changes of the scene, in the tiles ``keep`` only."""
+        """Follow slow changes of the scene, in the tiles ``keep`` only, keeping the
+        baseline at the `LEARN_QUANTILE` of what the tile shows: it steps up by ``q`` of
+        ``alpha`` when the tile is above it and down by ``1 - q`` when below, so people
+        and cars crossing (more detail, for a while) do not lift it."""
         if self.sharpness is None or self.contrast is None or self.sharpness.shape != sharp.shape:
             return
-        self.sharpness += np.where(keep, alpha * (sharp - self.sharpness), 0.0)
-        self.contrast += np.where(keep, alpha * (contrast - self.contrast), 0.0)
+        q = LEARN_QUANTILE
+        for base, now in ((self.sharpness, sharp), (self.contrast, contrast)):
+            step = np.where(now < base, q - 1.0, q)
+            base *= np.where(keep, np.exp(alpha * step), 1.0)
 
 
 def tile_values(tiles: FocusMap, measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,10 +95,11 @@ class TileWatch:
         self.lost: np.ndarray | None = None  # bool (rows, cols): the tiles lost now
         self.covered: np.ndarray | None = None  # bool: of those, the ones covered
         self.held: np.ndarray | None = None  # bool: lost for hold_s
+        self.ratio: np.ndarray | None = None  # each tile's sharpness over its baseline
         self._since: np.ndarray | None = None  # when each lost tile was first lost (NaN)
 
     def reset(self) -> None:
-        self.lost = self.covered = self.held = self._since = None
+        self.lost = self.covered = self.held = self._since = self.ratio = None
 
     def update(
         self,
@@ -110,6 +116,7 @@ class TileWatch:
         judged = saturated <= SATURATED_TILE
         textured = judged & (base.sharpness >= TEXTURED * np.median(base.sharpness))
         ratio = sharp / np.maximum(base.sharpness, 1e-12)
+        self.ratio = np.where(np.isfinite(ratio), ratio, 0.0)
         was = self.lost if self.lost is not None and self.lost.shape == sharp.shape else None
         limit = self.enter_ratio if was is None else np.where(was, self.leave_ratio,
                                                                self.enter_ratio)  # fmt: skip

@@ -31,6 +31,9 @@ class StreamSnapshot:
     processing_count: int
     processing_sum_s: float
     frames_unfit: int = 0  # frames that could not be scored (the ROI outside them), skipped
+    # Each tile's sharpness over its own baseline (rows of tiles), when tile metrics are
+    # asked for and the stream has them.
+    tiles: Sequence[Sequence[float]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", AlertState(self.state))

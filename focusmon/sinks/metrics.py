@@ -132,6 +132,12 @@ class FocusCollector(Collector):
             "reconnects": counter("focusmon_reconnects", "Reconnections of the source"),
         }  # fmt: skip
         measures = {m.name: gauge(m.metric, m.help) for m in MEASURE_TABLE.values()}
+        tiles = GaugeMetricFamily(
+            "focusmon_tile_sharpness_relative",
+            "A tile of the focus map: its normalised sharpness over its own baseline "
+            "(--tile-metrics)",
+            labels=["stream", "row", "col"],
+        )
         processing = HistogramMetricFamily(
             "focusmon_processing_seconds", "Kernel time per analysed frame", labels=["stream"]
         )
@@ -161,6 +167,10 @@ class FocusCollector(Collector):
             if s.scores is not None:
                 for key, family in measures.items():
                     family.add_metric(label, s.scores[key])
+            if s.tiles is not None and s.signal_valid and s.state.judged:
+                for r, row in enumerate(s.tiles):
+                    for c, value in enumerate(row):
+                        tiles.add_metric([s.name, str(r), str(c)], value)
             buckets = [
                 (_bound(b), count)
                 for b, count in zip(PROCESSING_BUCKETS, s.processing_buckets, strict=True)
@@ -169,6 +179,8 @@ class FocusCollector(Collector):
             processing.add_metric(label, buckets, s.processing_sum_s)
         yield from families.values()
         yield from measures.values()
+        if tiles.samples:
+            yield tiles
         yield processing
 
 

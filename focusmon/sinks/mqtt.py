@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ConfigError
@@ -132,6 +132,7 @@ class _Stream:
     baseline: float | None = None
     up: bool = False
     sent_numbers: tuple = ()
+    detail: dict[str, Any] = field(default_factory=dict)  # the last change's (StateChange)
 
     @property
     def relative(self) -> float | None:
@@ -143,7 +144,7 @@ class _Stream:
         return {
             "stream": self.name, "state": str(self.state), "previous": self.previous,
             "since": self.since, "score": self.score, "baseline": self.baseline,
-            "relative": self.relative, "up": self.up, "time": _now_iso(),
+            "relative": self.relative, "up": self.up, "time": _now_iso(), **self.detail,
         }  # fmt: skip
 
 
@@ -266,6 +267,7 @@ class MqttSink(BaseSink):
             stream.state, stream.previous = change.state, str(change.previous)
             stream.since = _now_iso()
             stream.score, stream.baseline = _number(change.score), _number(change.baseline)
+            stream.detail = dict(change.detail)  # which tiles, what kind of blur ...
             messages = self._state_messages(stream)
         for message in messages:
             self._put(message)

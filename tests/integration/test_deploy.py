@@ -62,6 +62,7 @@ ALERTS = (
     "FocusmonNoSignal",
     "FocusmonStreamMoved",
     "FocusmonStreamFrozen",
+    "FocusmonStreamPartial",
     "FocusmonFrameRateZero",
     "FocusmonExporterDown",
 )

@@ -364,11 +364,13 @@ def test_degenerate_frames_on_the_cpu_backends(backend_name):
 def test_full_scale_checkerboard_has_its_closed_form(dtype):
     """On an even-sized 0/top checkerboard (which reflected borders keep a checkerboard)
     the Laplacian is +-4 top everywhere, the Sobel gradients cancel, and every Haar block
-    has one diagonal detail of 2 top: values that overflow 32-bit sums at full scale."""
+    has one diagonal detail of 2 top (none along x or y): values that overflow 32-bit sums
+    at full scale. Half the samples are at the top: saturated."""
     top = float(np.iinfo(dtype).max)
     board = degenerate.checkerboard((64, 48), dtype)
     want = {"laplacian_var": 16 * top**2, "tenengrad": 0.0, "sobel_mean": 0.0,
-            "haar_energy": top**2, "mean": top / 2, "std": top / 2}  # fmt: skip
+            "haar_energy": top**2, "mean": top / 2, "std": top / 2, "saturated": 0.5,
+            "detail_x": 0.0, "detail_y": 0.0, "detail_xy": 0.0}  # fmt: skip
     for name in CPU_BACKENDS:
         with kernels.get(name) as backend:
             got = backend.scores(board).as_dict()
@@ -435,7 +437,7 @@ def test_the_smallest_image_scores_as_the_reference(tmp_path):
         assert_allowed(outcome, backend)
         (row,) = outcome.rows()
         want = reference_scores(image).as_dict()
-        assert {k: row[k] for k in MEASURES} == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert {k: row[k] for k in want} == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
 def test_16_bit_images_are_scored_in_8_bit_units(tmp_path):
@@ -452,9 +454,10 @@ def test_16_bit_images_are_scored_in_8_bit_units(tmp_path):
         assert len(rows) == len(expected), outcome.err
         for row, page in zip(rows, expected, strict=True):
             want = rescale(reference_scores(page), 255 / 65535, 0.0).as_dict()
-            assert {k: row[k] for k in MEASURES} == pytest.approx(want, rel=1e-9, abs=1e-9)
+            assert {k: row[k] for k in want} == pytest.approx(want, rel=1e-9, abs=1e-9)
     white = outcome.rows()[1]
     assert white["mean"] == pytest.approx(255.0) and [white[m] for m in SHARPNESS] == [0.0] * 4
+    assert white["saturated"] == 1.0 and rows[0]["saturated"] < 0.01
 
 
 @pytest.mark.parametrize("codec", ["ffv1", "libx264"])

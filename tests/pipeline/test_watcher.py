@@ -206,3 +206,29 @@ def test_a_file_whose_frames_the_roi_never_fits_stops_with_the_reason(tmp_path):
     status = watcher.streams[0]
     assert status.error is not None and "`roi` must lie inside the 320x240" in status.error
     assert status.unfit == 10 and status.source.stats.analysed == 0
+
+
+def test_tile_metrics_are_served_when_asked_for(tmp_path):
+    """--tile-metrics: each tile of the 4x4 focus map, its sharpness over its own
+    baseline, once the tiles have learned; never NaN."""
+    from focusmon.scheduler import AlertSettings
+
+    clip = h264_clip(tmp_path / "c.mp4", 6.0)
+    alerts = AlertSettings(learn_s=1.0, partial_s=1.0)
+    server = MetricsEndpoint("127.0.0.1", 0)
+    config = WatchConfig(ServiceSettings(backend="numba-cpu", tile_metrics=True),
+                         [StreamSpec("clip", str(clip), alerts=alerts)])  # fmt: skip
+    watcher = Watcher(config, [server])
+    try:
+        watcher.start()
+        assert watcher.wait(60)
+        status, text = fetch(f"{server.url}/metrics")
+    finally:
+        server.close()
+    assert status == 200
+    tiles = [line for line in text.splitlines()
+             if line.startswith('focusmon_tile_sharpness_relative{')]  # fmt: skip
+    assert len(tiles) == 16, text
+    values = [float(line.rsplit(" ", 1)[1]) for line in tiles]
+    assert all(0.2 < v < 5.0 for v in values), values  # a steady clip: near 1, finite
+    assert 'row="3",stream="clip"' in tiles[-1] or any('row="3"' in t for t in tiles)

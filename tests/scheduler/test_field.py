@@ -81,3 +81,21 @@ def test_the_tilt_of_a_rendered_tilted_slide_is_within_ten_percent(seed, tilt):
     assert fit.tilt_x == pytest.approx(tilt[0], abs=0.25)
     assert fit.tilt_y == pytest.approx(tilt[1], abs=0.25)
     assert abs(fit.curvature) < 0.3  # a plane, not a bowl
+
+
+def test_tiles_mostly_saturated_are_left_out_of_the_fit():
+    """A bright spot that clips (a bead in fluorescence) over a corner tile: its curve says
+    nothing of focus, so the tile has no position and the plane comes from the rest."""
+    tissue = cv2.cvtColor(skimage.data.immunohistochemistry(), cv2.COLOR_RGB2GRAY)
+    crop = tissue[100:340, 200:520].astype(np.float32) / 255
+    crop[:70, :90] = 4.0  # four times full scale: clipped, even blurred, over tile (0, 0)
+    tilt = (2.0, -1.0)
+    sweep = testing.focus_sweep(crop, n_frames=31, focus=15.0, tilt=tilt, rng=4)
+    with kernels.get("numba-cpu") as backend:
+        maps = [backend.focus_map(f, (4, 4)) for f in sweep.frames]
+    assert min(m.tiles[0][0].saturated for m in maps) > 0.5
+    assert max(m.tiles[2][2].saturated for m in maps) < 0.2  # far from it: not mostly
+    fit = fit_field(maps)
+    assert fit.positions[0][0] is None
+    assert sum(p is None for row in fit.positions for p in row) == 1
+    assert fit.tilt == pytest.approx(math.hypot(*tilt), rel=0.1), (fit.tilt_x, fit.tilt_y)

@@ -64,6 +64,18 @@ def test_exposition_text():
 @pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool missing: apt-get install prometheus"
 )
+def test_tile_metrics_only_where_asked_for_and_judged():
+    tiles = [[1.0, 0.25], [0.875, 1.5]]
+    text = exposition(snapshot(name="porch", state="partial", tiles=tiles), snapshot(),
+                      snapshot(name="night", state="dark", tiles=tiles))  # fmt: skip
+    lines = [line for line in text.splitlines() if line.startswith("focusmon_tile_")]
+    assert sorted(lines) == sorted(
+        f'focusmon_tile_sharpness_relative{{col="{c}",row="{r}",stream="porch"}} {v}'
+        for r, row in enumerate(tiles) for c, v in enumerate(row)
+    )  # fmt: skip
+    assert "focusmon_tile" not in exposition(snapshot())  # none asked for: no family at all
+
+
 def test_backend_and_its_fallbacks_are_read_at_each_scrape():
     """After a GPU fault the streams move to the CPU: ``focusmon_info`` names the backend
     in use now, and ``focusmon_backend_fallbacks_total`` counts the moves."""

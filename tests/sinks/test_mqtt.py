@@ -157,6 +157,11 @@ def test_watch_publishes_states_attributes_and_discovery_and_says_offline_at_exi
         states = [p.decode() for p in live.payloads(state_topic)]
         # Every change, in order, then the state at the end (published again on connect).
         assert deduplicated(states)[-len(events) :] == [e["state"] for e in events], states
+        # While blurred, the attributes also say what the event said: the kind of blur.
+        seen = [json.loads(p) for p in live.payloads(f"fm/{level}/attributes")]
+        blurred = [a for a in seen if a["state"] == "blurred"]
+        assert blurred and all(a["blur"] == "defocus" for a in blurred), seen
+        assert all("blur" not in a for a in seen if a["state"] == "ok")
     finally:
         live.close()
 
@@ -180,7 +185,7 @@ def test_watch_publishes_states_attributes_and_discovery_and_says_offline_at_exi
     assert len({c["unique_id"] for c in configs.values()}) == 3
     assert len({json.dumps(c["device"]) for c in configs.values()}) == 1  # one device
     state = configs[f"homeassistant/sensor/fm/{level}_state/config"]
-    assert set(state["options"]) == {str(s) for s in STATES} and "moved" in state["options"]
+    assert set(state["options"]) == {str(s) for s in STATES} and "partial" in state["options"]
 
     said = capsys.readouterr().err + caplog.text + "".join(held.keys())
     payloads = b"".join(held.values()).decode()
