@@ -40,7 +40,8 @@ import numpy as np
 import skimage.data
 
 import focusmon
-from focusmon import testing
+from focusmon import kernels, testing
+from focusmon.kernels import FocusMap
 from focusmon.scheduler import AlertSettings, AlertTracker, PeakTracker, find_peak
 from focusmon.source import SourceOptions, open_source
 
@@ -122,34 +123,47 @@ def write_video(path: str, frames: Sequence[np.ndarray], *, lossless: bool, fps:
         out.mux(stream.encode())
 
 
-def decode_scores(path: str) -> tuple[list[focusmon.FocusScores], list[float]]:
-    """Every frame of ``path`` decoded by focusmon and scored: (scores, stream times)."""
-    scores, times = [], []
-    with open_source(path, SourceOptions(decoder_threads=1)) as source:
+def decode_scores(
+    path: str, tiles: tuple[int, int] | None = None
+) -> tuple[list[focusmon.FocusScores], list[float], list[FocusMap] | None]:
+    """Every frame of ``path`` decoded by focusmon and scored: (scores, stream times, and
+    with ``tiles`` each frame's focus map over that grid, else None)."""
+    scores, times, maps = [], [], []
+    with (
+        open_source(path, SourceOptions(decoder_threads=1)) as source,
+        kernels.get(BACKEND) as backend,
+    ):
         for frame in source:
-            scores.append(
-                focusmon.measure(
-                    frame.luma, backend=BACKEND, scale=frame.scale, offset=frame.offset
-                )
-            )
+            units = {"scale": frame.scale, "offset": frame.offset}
+            if tiles is None:
+                scores.append(backend.scores(frame.luma, **units))
+            else:
+                maps.append(backend.focus_map(frame.luma, tiles, **units))
+                scores.append(maps[-1].frame)
             times.append(float(frame.pts or 0.0))
-    return scores, times
+    return scores, times, (maps if tiles is not None else None)
 
 
 def through_video(
-    frames: Sequence[np.ndarray], *, lossless: bool, fps: float, workdir: str
-) -> tuple[list[focusmon.FocusScores], list[float]]:
-    """Encode ``frames`` to a file in ``workdir``, decode and score it, delete it."""
+    frames: Sequence[np.ndarray],
+    *,
+    lossless: bool,
+    fps: float,
+    workdir: str,
+    tiles: tuple[int, int] | None = None,
+) -> tuple[list[focusmon.FocusScores], list[float], list[FocusMap] | None]:
+    """Encode ``frames`` to a file in ``workdir``, decode and score it (with ``tiles``,
+    also each frame's focus map), delete it."""
     path = os.path.join(workdir, "sweep.mkv" if lossless else "clip.mp4")
     try:
         write_video(path, frames, lossless=lossless, fps=fps)
-        scores, times = decode_scores(path)
+        scores, times, maps = decode_scores(path, tiles)
     finally:
         if os.path.exists(path):
             os.remove(path)
     if len(scores) != len(frames):
         raise RuntimeError(f"decoded {len(scores)} frames of {len(frames)}")
-    return scores, times
+    return scores, times, maps
 
 
 # -- focus sweeps ---------------------------------------------------------------------------
@@ -262,7 +276,7 @@ def run_sweep(condition: Condition, i: int, rng: np.random.Generator, workdir: s
         bits=16 if micro else 8,
         rng=rng,
     )
-    scores, _ = through_video(sweep.frames, lossless=micro, fps=10.0, workdir=workdir)
+    scores, _, _ = through_video(sweep.frames, lossless=micro, fps=10.0, workdir=workdir)
     chosen = {m: int(np.argmax([getattr(s, m) for s in scores])) for m in RAW_MEASURES}
     chosen["focusmon"] = find_peak(scores).best_index
     tracker = PeakTracker()  # streaming: would the sweep have stopped, and on what?
@@ -459,12 +473,14 @@ def tracker_states(
     scores: Sequence[focusmon.FocusScores],
     times: Sequence[float],
     settings: AlertSettings | None = None,
+    maps: Sequence[FocusMap] | None = None,
 ) -> list[str]:
-    """`AlertTracker`'s state after each frame."""
+    """`AlertTracker`'s state after each frame (judging `partial` too, given the frames'
+    focus maps)."""
     tracker = AlertTracker("cam", settings or AlertSettings())
     states = []
-    for s, t in zip(scores, times, strict=True):
-        tracker.update(s, t)
+    for k, (s, t) in enumerate(zip(scores, times, strict=True)):
+        tracker.update(s, t, tiles=None if maps is None else maps[k])
         states.append(tracker.state)
     return states
 
@@ -526,9 +542,10 @@ def evaluate_clips(
     with tempfile.TemporaryDirectory(prefix="focusmon-bench-") as workdir:
         for k in range(n):
             name, clip = render_clip(k, seed, timeline)
-            scores, times = through_video(
-                clip.frames, lossless=False, fps=clip.fps, workdir=workdir
-            )
+            scores, times, maps = through_video(
+                clip.frames, lossless=False, fps=clip.fps, workdir=workdir,
+                tiles=AlertSettings().focus_map,
+            )  # fmt: skip
             result = ClipResult(
                 name,
                 clip.segments,
@@ -536,7 +553,7 @@ def evaluate_clips(
                 clip.radius,
                 np.array([s.laplacian_var for s in scores]),
             )
-            result.states["focusmon"] = tracker_states(scores, times)
+            result.states["focusmon"] = tracker_states(scores, times, maps=maps)
             results.append(result)
             if progress:
                 progress(f"clips: {k + 1}/{n}")
@@ -570,7 +587,7 @@ class ClipScore:
     events: list[EventOutcome]
     false_blurred_day: int  # entries into `blurred` during day-ok segments
     false_blurred_night: int  # entries into `blurred` during night segments
-    other_false: int  # entries into `obstructed` during day or night segments
+    other_false: int  # entries into `obstructed`, `partial` or `moved` during day or night
     night_dark_or_ok: float  # fraction of night frames reported dark or ok
     night_dark: float  # fraction of night frames reported dark
     day_alarm: float  # fraction of day-ok frames in any state but ok
@@ -606,12 +623,12 @@ def score_clip(result: ClipResult, method: str) -> ClipScore:
             first_alarm = next((states[i] for i in inside if states[i] in ALARMS), None)
             delay = float(t[hits[0]] - seg.start_s) if hits else None
             events.append(EventOutcome(seg.event, seg.start_s, bool(hits), delay, first_alarm))
-        elif seg.event == "day":
-            fb_day += seg_entries.count("blurred")
-            other += seg_entries.count("obstructed")
-        elif seg.event == "night":
-            fb_night += seg_entries.count("blurred")
-            other += seg_entries.count("obstructed")
+        elif seg.event in ("day", "night"):
+            if seg.event == "day":
+                fb_day += seg_entries.count("blurred")
+            else:
+                fb_night += seg_entries.count("blurred")
+            other += sum(seg_entries.count(s) for s in ("obstructed", "partial", "moved"))
     night = [i for i in range(t.size) if _in_night(result, t[i])]
     dark_or_ok = float(np.mean([states[i] in ("dark", "ok") for i in night])) if night else 1.0
     dark = float(np.mean([states[i] == "dark" for i in night])) if night else 0.0
@@ -630,7 +647,7 @@ def clip_table(results: Sequence[ClipResult], methods: Sequence[str]) -> str:
     """Per clip and method: events alerted (with delay), false alarms, night states."""
     lines = [
         "| clip | method | defocus alerted (delay s) | cover alerted (delay s) "
-        "| false `blurred` day | false `blurred` night | false `obstructed` "
+        "| false `blurred` day | false `blurred` night | false `obstructed`/`partial`/`moved` "
         "| day time in alarm | night dark / ok |",
         "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
@@ -663,7 +680,7 @@ def clip_overall(results: Sequence[ClipResult], methods: Sequence[str]) -> str:
     """Over all clips, per method: events alerted, false alarms, worst delay."""
     lines = [
         "| method | defocus events alerted | cover events alerted | max delay (s) "
-        "| false `blurred` day | false `blurred` night | false `obstructed` "
+        "| false `blurred` day | false `blurred` night | false `obstructed`/`partial`/`moved` "
         "| day time in alarm | night frames dark or ok |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -696,9 +713,14 @@ def sweep_target_met(rows: Sequence[SweepRow], method: str = "focusmon") -> bool
 
 
 def clip_target_met(results: Sequence[ClipResult], method: str = "focusmon") -> bool:
-    """Every defocus and cover event alerted; no `blurred` in day or night segments."""
+    """Every defocus and cover event alerted; no `blurred`, and no `obstructed`, `partial`
+    or `moved`, in day or night segments."""
     scores = [score_clip(r, method) for r in results]
     return all(
-        sc.defocus_ok and sc.cover_ok and sc.false_blurred_day == 0 and sc.false_blurred_night == 0
+        sc.defocus_ok
+        and sc.cover_ok
+        and sc.false_blurred_day == 0
+        and sc.false_blurred_night == 0
+        and sc.other_false == 0
         for sc in scores
     )

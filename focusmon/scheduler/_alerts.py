@@ -282,7 +282,9 @@ class AlertTracker:
         s = self.settings
         self._views = ViewWatch(s.moved_share, s.moved_s, s.relearn_s, s.learn_s)
         self._tiles = TileWatch(s.enter_ratio, s.leave_ratio)
-        self._tensor = np.zeros((2, 2))  # the last frame's `direction_tensor`
+        self._tensor = np.zeros((2, 2))  # `direction_tensor`, over the last half second
+        self._blurred_tensors: list[np.ndarray] = []  # each frame's, while blurred is due
+        self._frame_tensor = self._tensor  # the last frame's own
 
     # -- public ---------------------------------------------------------------------------
 
@@ -308,6 +310,12 @@ class AlertTracker:
         self._last_time = time_s
         frozen = view is not None and self._freeze.update(view, time_s, key)
         candidate = self._judge(scores, dt)
+        # The kind of a blur is told from every frame of its dwell, not one: a frame's
+        # detail by direction is noisy.
+        if candidate is AlertState.BLURRED and self.state is not AlertState.BLURRED:
+            self._blurred_tensors.append(self._frame_tensor)
+        else:
+            self._blurred_tensors = []
         candidate = self._judge_tiles(candidate, tiles, time_s, dt)
         # What it shows is old: its sharpness says nothing of the camera now. (A black or
         # flat picture may well repeat exactly: dark and obstructed say more of it.)
@@ -383,7 +391,7 @@ class AlertTracker:
         self.score = score
         # The detail's directions over the last half second or so: a single frame's are
         # noisy.
-        now = direction_tensor(scores)
+        self._frame_tensor = now = direction_tensor(scores)
         weight = min(dt / 0.5, 1.0) if self._judged_a_frame else 1.0
         self._tensor = self._tensor + weight * (now - self._tensor)
         if mean < BLACK_MEAN:
@@ -540,7 +548,8 @@ class AlertTracker:
         level = self._levels.get(self._key) if self._key is not None else None
         if level is None or level.tensor is None:
             return ()
-        kind = blur_kind(self._tensor, level.tensor)
+        now = np.mean(self._blurred_tensors, axis=0) if self._blurred_tensors else self._tensor
+        kind = blur_kind(now, level.tensor)
         if kind is None:
             return ()
         name, angle = kind
