@@ -9,7 +9,14 @@ scraped in a loop. A stream "keeps up" when it analyses at least 95% of the fram
 decode) or keyframes (keyframes-only mode) that one sender delivers to a plain PyAV reader
 over the same window, measured first.
 
-Run: ``python bench/bench_watch.py`` (``--quick``: fewer stream counts, shorter windows).
+With ``--pages``, it measures instead what the live page costs: 4 full-decode streams with
+0, 1 and 5 pages open (each page a separate process polling as the page's script does:
+``streams.json`` every second, a stream's ``frame.jpg`` whenever a newer frame is kept,
+its ``history.json`` every 5 s), the configurations taking turns over 3 rounds; the CPU is
+the watching process's alone.
+
+Run: ``python bench/bench_watch.py`` (``--quick``: fewer stream counts, shorter windows;
+``--pages``: the page's cost).
 """
 
 from __future__ import annotations
@@ -150,10 +157,88 @@ def run(
     }  # fmt: skip
 
 
+#: One open page, as a process of its own: what page.js asks for, at its pace.
+PAGE_CLIENT = """
+import json, sys, time, urllib.parse, urllib.request
+base = sys.argv[1]
+shown, curves = {}, 0.0
+while True:
+    start = time.monotonic()
+    with urllib.request.urlopen(base + "/streams.json", timeout=10) as r:
+        streams = json.load(r)["streams"]
+    for s in streams:
+        path = base + "/streams/" + urllib.parse.quote(s["name"], safe="") + "/"
+        if s["frame"] is not None and shown.get(s["name"]) != s["frame"]:
+            shown[s["name"]] = s["frame"]
+            urllib.request.urlopen(path + "frame.jpg", timeout=10).read()
+        if start - curves >= 5.0:
+            urllib.request.urlopen(path + "history.json?seconds=120", timeout=10).read()
+    if start - curves >= 5.0:
+        curves = start
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
+"""
+
+
+def run_pages(clip: Path, pages: int, *, streams: int, warmup_s: float, window_s: float) -> dict:
+    """CPU of a watch of ``streams`` full-decode streams with ``pages`` pages open."""
+    ports = [free_port() for _ in range(streams)]
+    options = SourceOptions(timeout_s=5.0, decoder_threads=1)
+    specs = [StreamSpec(f"s{k}", f"udp://127.0.0.1:{p}", options=options)
+             for k, p in enumerate(ports)]  # fmt: skip
+    procs = senders(clip, ports)
+    server = MetricsEndpoint("127.0.0.1", 0)
+    watcher = Watcher(WatchConfig(ServiceSettings(backend="numba-cpu"), specs), [server])
+    clients: list[subprocess.Popen] = []
+    try:
+        watcher.start()
+        clients = [subprocess.Popen([sys.executable, "-c", PAGE_CLIENT, server.url])
+                   for _ in range(pages)]  # fmt: skip
+        time.sleep(warmup_s)
+        assert server.page is not None
+        encodings0, cpu0, t0 = server.page.encodings, os.times(), time.monotonic()
+        before = sum(s.source.stats.analysed for s in watcher.streams)
+        time.sleep(window_s)
+        elapsed, cpu1 = time.monotonic() - t0, os.times()
+        analysed = sum(s.source.stats.analysed for s in watcher.streams) - before
+        encodings = server.page.encodings - encodings0
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        watcher.close()
+        for p in procs:
+            p.kill()
+            p.wait()
+    cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed
+    return {"pages": pages, "cpu_cores": cpu, "fps": analysed / elapsed / streams,
+            "encodings_s": encodings / elapsed}  # fmt: skip
+
+
+def main_pages(clip: Path, quick: bool) -> None:
+    warmup_s, window_s, rounds = (4.0, 8.0, 2) if quick else (5.0, 15.0, 3)
+    results: dict[int, list[dict]] = {0: [], 1: [], 5: []}
+    for k in range(rounds):
+        for pages in results:  # the configurations take turns
+            row = run_pages(clip, pages, streams=4, warmup_s=warmup_s, window_s=window_s)
+            results[pages].append(row)
+            print(f"  round {k + 1}, {pages} pages: {row}", file=sys.stderr)
+    base = statistics.median(r["cpu_cores"] for r in results[0])
+    print(f"# focusmon watch, 4 streams of 720p H.264 at {FPS} fps, {os.cpu_count()} cores, "
+          f"medians of {rounds} rounds\n")  # fmt: skip
+    print("| pages open | CPU cores | vs no page | analysed fps/stream | JPEG encodings/s |")
+    print("|---:|---:|---:|---:|---:|")
+    for pages, rows in results.items():
+        cpu = statistics.median(r["cpu_cores"] for r in rows)
+        fps = statistics.median(r["fps"] for r in rows)
+        enc = statistics.median(r["encodings_s"] for r in rows)
+        print(f"| {pages} | {cpu:.2f} | {cpu / base:.2f}x | {fps:.1f} | {enc:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--clip", type=Path, help="a 720p H.264 clip to send (default: made)")
+    parser.add_argument("--pages", action="store_true", help="the live page's cost instead")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         sys.exit("needs the ffmpeg CLI (apt-get install ffmpeg)")
@@ -170,6 +255,9 @@ def main() -> None:
             clip = Path(tmp) / "clip.ts"
             subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(mp4), "-c", "copy",
                             "-bsf:v", "h264_mp4toannexb", str(clip)], check=True)  # fmt: skip
+        if args.pages:
+            main_pages(clip, args.quick)
+            return
         for keyframes, counts in ((False, full_counts), (True, key_counts)):
             window_s = base_window_s * (3 if keyframes else 1)  # a keyframe every 2 s: count more
             reference = delivered_fps(clip, keyframes=keyframes, warmup_s=2, window_s=window_s)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -373,6 +374,16 @@ class Option:
 ALL = ("score", "peak", "watch")
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT`` (127.0.0.1) or ``[IPv6]:PORT``.
 
@@ -427,6 +438,17 @@ OPTIONS: Mapping[str, Option] = {
         Option("tls_cert", SERVICE, Text("a path", "PEM"),
                "serve HTTPS with this certificate (and tls_key)"),
         Option("tls_key", SERVICE, Text("a path", "PEM"), "... and this unencrypted private key"),
+        Option("page", SERVICE, Flag(), "serve the live page at / on the same server "
+               "(--no-page: none)"),
+        Option("web_users", SERVICE, Text("a path", "FILE"), "ask for a login (HTTP basic "
+               "auth) to see the page: users and their salted scrypt hashes, written by "
+               "`focusmon web-user add NAME --file FILE`"),
+        Option("tls_client_ca", SERVICE, Text("a path", "PEM"), "HTTPS: every client must "
+               "present a certificate this CA signed (the page and /metrics alike)"),
+        Option("allow_anonymous", SERVICE, Flag(), "serve the page on an address other "
+               "than loopback without a login or client certificates"),
+        Option("metrics_auth", SERVICE, Flag(), "ask for the --web-users login on /metrics "
+               "too (default: /metrics stays open to Prometheus)"),
         Option("events", SERVICE, Text("a path or '-'", "PATH"),
                "append each state change as a JSON line to this file (- for stdout); a file "
                "moved by logrotate is reopened"),
@@ -441,6 +463,15 @@ OPTIONS: Mapping[str, Option] = {
                "save nothing for a window whose best normalised score is below S"),
         Option("best_keep", SERVICE, Integer(1),
                "keep only the newest N saved frames of each stream (default: all)"),
+        Option("save_events", SERVICE, Text("a folder", "DIR"), "at each state change save "
+               "the sharpest kept frame from before it and the frame at it (PNG, small "
+               "frames of thumb_width, with a JSON sidecar)"),
+        Option("history_s", SERVICE, _SECONDS, "seconds of each stream's records kept in "
+               "memory: the page's curve, the best frame of a recent window"),
+        Option("frames_s", SERVICE, _SECONDS, "seconds of each stream's small frames kept "
+               "in memory (four a second, the sharpest of each quarter)"),
+        Option("thumb_width", SERVICE, Integer(16), "width (px) of the small frames kept: "
+               "the page and --save-events"),
         Option("webhook", SERVICE, Urls(), "POST each state change as JSON to this URL "
                "(the flag is repeatable; retried, never slowing a stream)"),
         Option("webhook_secret", SERVICE, Text("a string", "SECRET"), "sign each webhook "
@@ -581,12 +612,21 @@ class ServiceSettings:
     metrics: bool = True
     tls_cert: str | None = None
     tls_key: str | None = None
+    page: bool = True
+    web_users: str | None = None
+    tls_client_ca: str | None = None
+    allow_anonymous: bool = False
+    metrics_auth: bool = False
     events: str | None = None
     save_best: str | None = None
     best_every: int | None = None
     best_seconds: float | None = None
     best_floor: float | None = None
     best_keep: int | None = None
+    save_events: str | None = None
+    history_s: float = 120.0
+    frames_s: float = 10.0
+    thumb_width: int = 320
     webhook: tuple[str, ...] = ()
     webhook_secret: str | None = None
     mqtt: str | None = None
@@ -607,6 +647,22 @@ class ServiceSettings:
                 OPTIONS[spec.name].checked(value, f"`{spec.name}`")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("`tls_cert` and `tls_key` go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("`tls_client_ca` needs HTTPS: give `tls_cert` and `tls_key`")
+        if self.metrics_auth and self.web_users is None:
+            raise ConfigError("`metrics_auth` asks for the `web_users` login: give `web_users`")
+        address = self.metrics_address
+        if (
+            address is not None and self.page and not _loopback(address[0])
+            and self.web_users is None and self.tls_client_ca is None
+            and not self.allow_anonymous
+        ):  # fmt: skip
+            raise ConfigError(
+                f"the live page shows camera images, and {address[0]} is not this host "
+                "only: give --web-users FILE (a login) or --tls-client-ca PEM (client "
+                "certificates), or --allow-anonymous, or --no-page (in a file: web_users, "
+                "tls_client_ca, allow_anonymous, page = false)"
+            )
         if self.best_every is not None and self.best_seconds is not None:
             raise ConfigError("give `best_every` or `best_seconds`, not both")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import logging
 import resource
@@ -30,7 +31,8 @@ from ..kernels import Backend
 from ..measures import FocusRecord, resolve_backend
 from ..pipeline import Watcher, score_source
 from ..scheduler import PeakTracker, find_peak, fit_field
-from ..sinks import EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
+from ..sinks import EventFrameSaver, EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
+from ..sinks._auth import add_user, check_name, read_users
 from ..sinks.discovery import DiscoveryEndpoint
 from ..sinks.metrics import load_tls
 from ..sinks.mqtt import MqttSink, parse_url
@@ -70,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {
         "score": _score, "peak": _peak, "watch": _watch, "check-config": _check_config,
         "autofocus": _autofocus, "backends": _backends, "fleet": _fleet,
+        "web-user": _web_user,
     }[args.command]  # fmt: skip
     try:
         return command(args)
@@ -227,6 +230,8 @@ def make_sinks(service: ServiceSettings) -> list[Sink]:
             sinks.append(EventWriter(service.events))
         if service.save_best:
             sinks.append(FrameSaver(service.save_best, keep=service.best_keep))
+        if service.save_events:
+            sinks.append(EventFrameSaver(service.save_events))
         for url in service.webhook:
             sinks.append(WebhookSink(url, secret=service.webhook_secret))
         if service.mqtt:
@@ -237,9 +242,12 @@ def make_sinks(service: ServiceSettings) -> list[Sink]:
             ))  # fmt: skip
         address = service.metrics_address
         if address is not None:
-            sinks.append(
-                MetricsEndpoint(*address, certfile=service.tls_cert, keyfile=service.tls_key)
-            )
+            users = None if service.web_users is None else read_users(service.web_users)
+            sinks.append(MetricsEndpoint(
+                *address, certfile=service.tls_cert, keyfile=service.tls_key,
+                page=service.page, users=users, metrics_auth=service.metrics_auth,
+                client_ca=service.tls_client_ca,
+            ))  # fmt: skip
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -368,6 +376,22 @@ def _autofocus(args: argparse.Namespace) -> int:
     if args.plot:
         plot_curve(result, truth, args.plot)
     return EXIT_OK if result.ok else EXIT_FAILURE
+
+
+def _web_user(args: argparse.Namespace) -> int:
+    """``focusmon web-user add NAME --file FILE``: add a login for the live page (or give
+    one a new password), read twice from the terminal or once from stdin."""
+    check_name(args.name)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ: nothing written")
+    new = add_user(args.file, args.name, password)
+    print(f"{'added' if new else 'changed the password of'} {args.name} in {args.file}",
+          file=sys.stderr)  # fmt: skip
+    return EXIT_OK
 
 
 def _backends(args: argparse.Namespace) -> int:

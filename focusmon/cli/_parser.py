@@ -202,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", default="auto", choices=("auto", *kernels.names()), help="kernel backend"
     )
 
+    user = _command(
+        commands, "web-user", "add a login for the live page",
+        "Add NAME to a --web-users file (made, readable by its owner only, if missing) with "
+        "a salted scrypt hash of a password typed twice (or read from stdin), or give NAME "
+        "a new password. No password is stored.",
+        "focusmon web-user add alice --file /etc/focusmon/web-users",
+    )  # fmt: skip
+    user.add_argument("action", choices=("add",), help="add (or change) a user")
+    user.add_argument("name", metavar="NAME", help="the user's name (letters, digits, ._@-)")
+    user.add_argument("--file", required=True, metavar="FILE", help="the --web-users file")
+    user.add_argument("--password-stdin", action="store_true",
+                      help="read the password from the first line of stdin")  # fmt: skip
+
     _command(
         commands, "backends", "list the compute backends and whether they can run",
         "One line per backend: available, or why it cannot run here.", "focusmon backends",

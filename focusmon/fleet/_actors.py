@@ -57,7 +57,14 @@ class Shard:
         self.node = ray.get_runtime_context().get_node_id()
         self.host = ray.util.get_node_ip_address()
         self._controller = ray.get_actor(CONTROLLER, namespace=NAMESPACE)
-        service = dataclasses.replace(config.service, metrics_addr=f"{self.host}:0")
+        # The shard serves /metrics on its host's address, for Prometheus: the live page
+        # there only behind the login or client certificates the fleet was given (or
+        # where it was allowed without them).
+        given = config.service
+        guarded = given.web_users or given.tls_client_ca or given.allow_anonymous
+        service = dataclasses.replace(
+            given, metrics_addr=f"{self.host}:0", page=given.page and bool(guarded)
+        )
         self._sinks = make_sinks(service)
         self.watcher = Watcher(dataclasses.replace(config, service=service), self._sinks)
         names = [s.name for s in config.streams]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .. import __version__, kernels
@@ -22,12 +24,15 @@ from ..scheduler import (
     AlertTracker,
     BestFrame,
     BestFramePicker,
+    KeptFrame,
     StateChange,
+    StreamHistory,
     no_signal,
     picture_samples,
     signal_valid,
     thumbnail,
 )
+from ..scheduler._history import STATE_NAMES
 from ..sinks import Sink, StreamSnapshot
 from ..sinks.metrics import KernelTimes
 from ..source import LumaFrame, Source, SourceState, open_source
@@ -60,6 +65,7 @@ class StreamStatus:
     kernel_times: KernelTimes = field(default_factory=KernelTimes)
     unfit: int = 0  # frames that could not be scored (the ROI outside them, ...), skipped
     unfit_why: str | None = None  # why, while such frames come
+    history: StreamHistory = field(default_factory=StreamHistory)  # the recent past
 
     def keep(self, record: FocusRecord, at: float) -> None:
         """Keep ``record`` (scored at clock time ``at``); the caller holds ``lock``."""
@@ -121,6 +127,9 @@ class Watcher:
         self._batch, self._batch_wait_s = batch, service.batch_wait_ms / 1e3
         self._sinks = list(sinks)
         self._picks_best = any(sink.wants_best for sink in self._sinks)
+        # Sinks that keep evidence of each change: the frames from before it and at it.
+        self._evidence = [s for s in self._sinks if hasattr(s, "on_evidence")]
+        self._thumb_width = service.thumb_width
         # Per sink: failures so far; which of its methods fail now (logged once a burst).
         self._failures = {id(sink): 0 for sink in self._sinks}
         self._failing: set[tuple[int, str]] = set()
@@ -140,7 +149,8 @@ class Watcher:
                 options = dataclasses.replace(spec.options, retry_first_connect=True)
                 source = open_source(spec.source, options, live_demo=True, stream=spec.name)
                 tracker = AlertTracker(spec.name, spec.alerts, live=source.live)
-                self.streams.append(StreamStatus(spec, source, tracker))
+                history = StreamHistory(service.history_s, frames_s=service.frames_s)
+                self.streams.append(StreamStatus(spec, source, tracker, history=history))
             for sink in self._sinks:
                 sink.start(self)
         except BaseException:
@@ -244,6 +254,7 @@ class Watcher:
                             with status.lock:
                                 change = tracker.no_signal(self._clock() + self._epoch)
                             self._changed(change)
+                            self._evidence_of(status, change)
                         continue
                     try:
                         record = score(frame, spec.roi, source, grid)
@@ -255,12 +266,23 @@ class Watcher:
                         status.unfit_why = None
                     when = self._time_of(frame, source)
                     view, thumb = _samples(frame, spec.roi)
+                    history = status.history
                     with status.lock:  # the record and the state it led to, together
                         change = tracker.update(
                             record.scores, when, view, frame.key, thumb, record.tiles
                         )
                         status.keep(record, self._clock())
+                        history.push(record.index, when, record.scores, tracker.score,
+                                     tracker.state)  # fmt: skip
+                        wanted = change is not None or history.wants_frame(when, tracker.score)
+                    if wanted:  # a small copy of the frame, made only when it is kept
+                        small = small_frame(frame, spec.roi, self._thumb_width)
+                        if small is not None:
+                            with status.lock:
+                                history.keep_frame(frame.index, when, tracker.score, small,
+                                                   force=change is not None)  # fmt: skip
                     self._changed(change)
+                    self._evidence_of(status, change)
                     if picker is not None:
                         self._best(picker.push(
                             frame.index, when, record.scores, frame.luma, frame.scale,
@@ -334,6 +356,19 @@ class Watcher:
         if change is not None:
             for sink in self._sinks:
                 self._tell(sink, sink.on_change, change)
+
+    def _evidence_of(self, status: StreamStatus, change: StateChange | None) -> None:
+        """Hand the sinks that keep evidence the sharpest frame kept from before
+        ``change`` (within ``frames_s``) and the frame at it."""
+        if change is None or not self._evidence:
+            return
+        with status.lock:
+            history = status.history
+            before = history.best_frame(history.frames_s, before=change.time)
+            latest = history.latest_frame()
+        at = latest if latest is not None and latest.time == change.time else None
+        for sink in self._evidence:
+            self._tell(sink, sink.on_evidence, change, before, at)  # type: ignore[attr-defined]
 
     def _best(self, best: BestFrame | None) -> None:
         if best is not None:
@@ -465,6 +500,54 @@ class Watcher:
             frames_unfit=status.unfit, tiles=tiles,
         )  # fmt: skip
 
+    def live(self) -> list[dict[str, object]]:
+        """Every stream as the live page shows it, JSON-ready: ``name``, ``state``,
+        ``up``, ``score`` and ``baseline`` (None until known), ``frame`` (the newest kept
+        small frame's time, None without one) and ``tiles`` (each tile's sharpness over
+        its baseline, rows of tiles, or None)."""
+        out = []
+        for status in self.streams:
+            with status.lock:
+                tracker, latest = status.tracker, status.history.latest_frame(copy=False)
+                judged = status.last is not None
+                out.append({
+                    "name": status.spec.name, "state": str(tracker.state),
+                    "up": status.source.state is SourceState.UP and not status.done,
+                    "score": _finite_or_none(tracker.score) if judged else None,
+                    "baseline": _finite_or_none(tracker.baseline) or None,
+                    "frame": None if latest is None else latest.time,
+                    "tiles": tracker.tile_ratios(),
+                })  # fmt: skip
+        return out
+
+    def history_of(self, name: str, seconds: float | None = None) -> dict[str, list] | None:
+        """The stream ``name``'s records of the last ``seconds`` (all kept by default),
+        JSON-ready lists: ``time``, ``index``, ``score``, ``state`` (names); None for a
+        name no stream has."""
+        status = self._status_of(name)
+        if status is None:
+            return None
+        with status.lock:
+            got = status.history.records(seconds)
+        names = STATE_NAMES
+        return {"time": got["time"].tolist(), "index": got["index"].tolist(),
+                "score": got["score"].tolist(),
+                "state": [names[k] for k in got["state"].tolist()]}  # fmt: skip
+
+    def kept_frame(self, name: str, seconds: float | None = None) -> KeptFrame | None:
+        """The stream ``name``'s newest kept small frame, or with ``seconds`` the sharpest
+        of the last ``seconds``; None for no such frame or stream."""
+        status = self._status_of(name)
+        if status is None:
+            return None
+        with status.lock:
+            history = status.history
+            return history.latest_frame() if seconds is None else history.best_frame(seconds)
+
+    def _status_of(self, name: str) -> StreamStatus | None:
+        # Matched exactly against the configured names: never a path, never a pattern.
+        return next((s for s in self.streams if s.spec.name == name), None)
+
     def healthy(self) -> bool:
         """At least one stream still running, or all of them ended without an error."""
         return any(not s.done for s in self.streams) or not any(s.error for s in self.streams)
@@ -500,6 +583,31 @@ def _samples(frame: LumaFrame, roi: Sequence[int] | None):
         luma = luma[y : y + h, x : x + w]
     return (picture_samples(luma, frame.scale, frame.offset),
             thumbnail(luma, frame.scale, frame.offset))  # fmt: skip
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def small_frame(frame: LumaFrame, roi: Sequence[int] | None, width: int) -> np.ndarray | None:
+    """A frame in host memory (its ROI) made small for the history: ``width`` pixels wide
+    (never wider than it is), 8-bit grey levels (a 16-bit or limited-range frame scaled as
+    its measures are), area-averaged; None for a frame left on the GPU."""
+    luma = frame.luma
+    if not isinstance(luma, np.ndarray):
+        return None
+    if roi is not None:
+        x, y, w, h = roi
+        luma = luma[y : y + h, x : x + w]
+    h, w = luma.shape
+    width = min(width, w)
+    height = max(1, round(h * width / w))
+    small = cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA)
+    if small.dtype != np.uint8 or frame.scale != 1.0 or frame.offset != 0.0:
+        grey = (small.astype(np.float32) - np.float32(frame.offset)) * np.float32(frame.scale)
+        small = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+    return small
 
 
 def _label(sink: Sink) -> str:

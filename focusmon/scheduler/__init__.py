@@ -5,6 +5,8 @@ opens a source or calls a kernel, so each policy can be tested frame by frame.
 
 * `normalised_sharpness` — the one documented function from measures to a decision score.
 * `RecordRing`, `FrameSlots` — fixed-capacity storage, no allocation per frame.
+* `StreamHistory` — a stream's last two minutes of records and last seconds of small
+  frames (the best of any recent window, evidence for events, the live page's curve).
 * `BestFramePicker` — the sharpest frame of every window of N frames or T seconds.
 * `find_peak`, `PeakTracker` — the in-focus frame of a focus sweep, after or during it.
 * `fit_field` — each tile's peak in a sweep of focus maps, and the field's tilt and
@@ -30,6 +32,7 @@ from ._alerts import (
 )
 from ._best import BestFrame, BestFramePicker
 from ._field import FieldFit, fit_field
+from ._history import KeptFrame, StreamHistory
 from ._peak import Peak, PeakTracker, find_peak, peak_position
 from ._ring import FrameSlots, RecordRing
 from ._score import SHARPNESS, normalised_sharpness
@@ -47,10 +50,12 @@ __all__ = [
     "FieldFit",
     "FreezeWatch",
     "FrameSlots",
+    "KeptFrame",
     "Peak",
     "PeakTracker",
     "RecordRing",
     "StateChange",
+    "StreamHistory",
     "ViewWatch",
     "find_peak",
     "fit_field",

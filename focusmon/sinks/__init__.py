@@ -5,6 +5,8 @@
   stdout.
 * `FrameSaver` — each window's sharpest frame as an image with a JSON sidecar, the newest
   ``keep`` per stream.
+* `EventFrameSaver` — at each state change, the sharpest frame from before it and the
+  frame at it (``on_evidence``), with a JSON sidecar.
 * `MetricsEndpoint` — ``/metrics`` and ``/healthz`` (HTTP or HTTPS), read at scrape time.
 * `WebhookSink` — a JSON POST per state change, from a queue and a thread of its own.
 * `MqttSink` — each stream's state on an MQTT broker, with Home Assistant discovery.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from ._sink import BaseSink, Sink, StreamSnapshot, WatchView
 from .events import EventWriter
-from .frames import FrameSaver, safe_name
+from .frames import EventFrameSaver, FrameSaver, safe_name
 from .log import StateLog
 from .metrics import MetricsEndpoint
 from .mqtt import MqttSink
@@ -25,6 +27,7 @@ from .webhook import WebhookSink
 
 __all__ = [
     "BaseSink",
+    "EventFrameSaver",
     "EventWriter",
     "FrameSaver",
     "MetricsEndpoint",

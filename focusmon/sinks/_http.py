@@ -90,14 +90,16 @@ class Reply:
 Handler = Callable[[Request], Reply]
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+    405: "Method Not Allowed",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
     503: "Service Unavailable",
 }  # fmt: skip
 
 
 class HttpServer:
-    """Serves ``routes`` (path -> handler) on ``host:port``, over TLS with ``tls``.
+    """Serves ``routes`` (path -> handler; a path ending in ``/``, but ``/``, also serves
+    every path under it) on ``host:port``, over TLS with ``tls``.
 
     The socket is bound when the server is made (so a taken port fails at once); serving
     starts with `start` and ends with `close`, which returns within a few seconds whatever
@@ -322,7 +324,7 @@ class HttpServer:
             return Reply(400, b"bad request\n")
         if request.method not in ("GET", "HEAD"):
             return Reply(405, b"GET only\n", headers={"Allow": "GET, HEAD"})
-        handler = self._routes.get(request.path)
+        handler = self._routes.get(request.path) or self._prefixed(request.path)
         if handler is None:
             return Reply(404, b"see " + b" and ".join(p.encode() for p in self._routes) + b"\n")
         loop = asyncio.get_running_loop()
@@ -332,6 +334,16 @@ class HttpServer:
             log.error("%s: %s", request.path, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return Reply(500, b"internal error\n")
         return reply
+
+    def _prefixed(self, path: str) -> Handler | None:
+        """The handler of the longest route ending in ``/`` (but ``/`` itself, which is
+        exact) that ``path`` goes on from."""
+        best = None
+        for route, handler in self._routes.items():
+            if route != "/" and route.endswith("/") and path.startswith(route):
+                if best is None or len(route) > len(best[0]):
+                    best = (route, handler)
+        return None if best is None else best[1]
 
 
 class _Plain:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..scheduler import AlertState, BestFrame, StateChange
+from ..scheduler import AlertState, BestFrame, KeptFrame, StateChange
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,18 @@ class WatchView(Protocol):
         """How many messages each sink with a queue dropped."""
         ...
 
+    def live(self) -> Sequence[Mapping[str, object]]:
+        """Every stream as the live page shows it (see `~focusmon.pipeline.Watcher.live`)."""
+        ...
+
+    def history_of(self, name: str, seconds: float | None = None) -> Mapping[str, list] | None:
+        """A stream's recent records, JSON-ready; None for a name no stream has."""
+        ...
+
+    def kept_frame(self, name: str, seconds: float | None = None) -> KeptFrame | None:
+        """A stream's newest small frame, or the sharpest of the last ``seconds``."""
+        ...
+
     def backend_fallbacks(self) -> int:
         """How often the streams' backend failed and was replaced by a CPU one."""
         ...
@@ -81,6 +93,10 @@ class Sink(Protocol):
     sharpest frame, from the streams' threads (so a sink guards what it shares), and
     `close` once at the end. A sink that raises is logged and kept: one output's fault
     stops no stream. Subclass `BaseSink` to ignore what a sink does not use.
+
+    A sink with an ``on_evidence(change, before, at)`` method is also handed, right after
+    each change, the sharpest small frame the stream kept from before it and the one at
+    it (`~focusmon.scheduler.KeptFrame`, or None): `EventFrameSaver`.
     """
 
     #: Whether the watch should pick each window's sharpest frame for this sink (a copy of

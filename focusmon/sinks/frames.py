@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .._errors import ConfigError, check_int
-from ..scheduler import BestFrame
+from ..scheduler import BestFrame, KeptFrame, StateChange
 from ._sink import BaseSink
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -100,3 +100,48 @@ class FrameSaver(BaseSink):
         for stem in sorted(stems, key=age, reverse=True)[self.keep :]:
             for path in stems[stem]:
                 path.unlink(missing_ok=True)  # a link is removed, never what it points to
+
+
+class EventFrameSaver(BaseSink):
+    """``--save-events DIR``: at each state change, the sharpest frame kept from before it
+    and the frame at it (the stream's small frames, `StreamHistory`), as PNG, with a JSON
+    sidecar: the event, and each frame's index, time and score.
+
+    ``<folder>/<stream>_<time in ms>_<state>_before.png``, ``..._at.png`` (none for a
+    change without a frame, such as ``no_signal``) and ``..._<state>.json``: the names
+    and the path safety of `FrameSaver`.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).resolve()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create --save-events folder {folder}: {exc.strerror}"
+            ) from None
+        self._lock = threading.Lock()
+
+    def on_evidence(
+        self, change: StateChange, before: KeptFrame | None, at: KeptFrame | None
+    ) -> None:
+        stamp = max(0, round(change.time * 1000))
+        stem = f"{safe_name(change.stream)}_{stamp:013d}_{change.state}"
+        sidecar: dict[str, object] = change.as_dict()
+        with self._lock:
+            for name, kept in (("before", before), ("at", at)):
+                if kept is None:
+                    continue
+                image = self._inside(f"{stem}_{name}.png")
+                if not cv2.imwrite(str(image), kept.pixels):
+                    raise OSError(f"cannot write {image}")
+                sidecar[name] = {"index": kept.index, "time": kept.time, "score": kept.score,
+                                 "file": image.name}  # fmt: skip
+            self._inside(f"{stem}.json").write_text(json.dumps(sidecar) + "\n", "utf-8")
+
+    def _inside(self, name: str) -> Path:
+        # Resolved, so a symbolic link planted in the folder cannot lead a write out of it.
+        path = (self.folder / name).resolve()
+        if path.parent != self.folder:
+            raise ValueError(f"refusing to write outside {self.folder}: {path}")
+        return path

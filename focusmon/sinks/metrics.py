@@ -30,8 +30,10 @@ from .._errors import ConfigError
 from .._text import printable
 from ..kernels import MEASURE_TABLE
 from ..scheduler import STATES
-from ._http import HttpServer, Limits, Reply, Request
+from ._auth import BasicAuth
+from ._http import Handler, HttpServer, Limits, Reply, Request
 from ._sink import BaseSink, StreamSnapshot, WatchView
+from .page import LivePage
 
 #: Upper bounds (seconds) of the processing-time histogram's buckets.
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -194,6 +196,10 @@ def _one_line(text: str) -> str:
     return printable(text)
 
 
+#: What a 401 asks for: a login for the realm, in UTF-8 (RFC 7617).
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="focusmon", charset="UTF-8"'}
+
+
 class MetricsEndpoint(BaseSink):
     """``/metrics`` and ``/healthz`` over HTTP, or HTTPS with a certificate: a sink that
     reads the watch at scrape time.
@@ -206,7 +212,12 @@ class MetricsEndpoint(BaseSink):
     (start time, CPU, memory, descriptors), in the format the scraper asks for
     (Prometheus text or OpenMetrics), gzipped if it accepts it. ``/healthz`` answers 200
     while the watch is healthy, else 503; its text is ``ok`` (or why not), then one line
-    per stream. Binds to ``host`` only: 127.0.0.1 unless told otherwise.
+    per stream. Binds to ``host`` only: 127.0.0.1 unless told otherwise. With ``page``
+    the same server serves the live page (`LivePage`) at ``/``.
+
+    Who may look: with ``users`` (name -> scrypt hash, `read_users`) the page asks for a
+    login (HTTP basic auth; ``/metrics`` too with ``metrics_auth``; ``/healthz`` never);
+    with ``client_ca`` every client must present a certificate that CA signed (HTTPS).
     """
 
     def __init__(
@@ -217,13 +228,24 @@ class MetricsEndpoint(BaseSink):
         certfile: str | None = None,
         keyfile: str | None = None,
         limits: Limits | None = None,
+        page: bool = True,
+        users: Mapping[str, str] | None = None,
+        metrics_auth: bool = False,
+        client_ca: str | None = None,
     ) -> None:
         if (certfile is None) != (keyfile is None):
             raise ConfigError("--tls-cert and --tls-key go together")
-        tls = None if certfile is None else load_tls(certfile, keyfile)  # type: ignore[arg-type]
+        if client_ca is not None and certfile is None:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (HTTPS)")
+        tls = None if certfile is None else load_tls(certfile, keyfile, client_ca)  # type: ignore[arg-type]
+        self.auth = None if users is None else BasicAuth(users)
         self._watch: WatchView | None = None
         self._registry = CollectorRegistry()
-        routes = {"/metrics": self._metrics, "/healthz": self._healthz}
+        metrics = self._guarded(self._metrics) if metrics_auth else self._metrics
+        routes = {"/metrics": metrics, "/healthz": self._healthz}
+        self.page = LivePage(lambda: self._watch) if page else None
+        if self.page is not None:
+            routes.update({k: self._guarded(v) for k, v in self.page.routes().items()})
         try:
             self.server = HttpServer(host, port, routes, tls=tls, limits=limits)
         except ConfigError as exc:
@@ -247,6 +269,19 @@ class MetricsEndpoint(BaseSink):
         self._watch = watch
         self.server.start()
 
+    def _guarded(self, handler: Handler) -> Handler:
+        """``handler`` behind the login, when there is one."""
+        auth = self.auth
+        if auth is None:
+            return handler
+
+        def guarded(request: Request) -> Reply:
+            if auth.allows(request.headers.get("authorization")):
+                return handler(request)
+            return Reply(401, b"log in to see the cameras\n", headers=_CHALLENGE)
+
+        return guarded
+
     def _metrics(self, request: Request) -> Reply:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         body, headers = encoder(self._registry), {}
@@ -265,10 +300,17 @@ class MetricsEndpoint(BaseSink):
         self.server.close()
 
 
-def load_tls(certfile: str, keyfile: str) -> ssl.SSLContext:
-    """A server TLS context of ``certfile`` and ``keyfile``; ConfigError naming what is wrong
+def load_tls(certfile: str, keyfile: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """A server TLS context of ``certfile`` and ``keyfile`` (with ``client_ca``: every
+    client must present a certificate it signed); ConfigError naming what is wrong
     (missing, mismatched, encrypted or not PEM)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load --tls-client-ca {client_ca}: {exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
 
     def no_passphrase() -> bytes:  # else OpenSSL asks on the terminal: a service hangs
         raise ConfigError(

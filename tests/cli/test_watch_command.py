@@ -274,3 +274,27 @@ def test_peak_with_tiles_gives_the_field_s_tilt(capsys, tmp_path):
     assert half["tilt_per_100px"] == pytest.approx(field["tilt_per_100px"], rel=0.15)
     code, out, err = run(capsys, "peak", str(path), "--z-step", "0.5")
     assert code == 2 and "give --tiles too" in err and out == ""
+
+
+def test_save_events_keeps_the_sharpest_frame_before_each_change_and_the_one_at_it(
+    capsys, tmp_path, defocus_clip
+):
+    folder = tmp_path / "evidence"
+    code, _, err = run(capsys, "watch", str(defocus_clip), "--name", "cam/1", "--no-metrics",
+                       "--save-events", str(folder), "--thumb-width", "160")  # fmt: skip
+    assert code == 0, err
+    prefix = safe_name("cam/1")
+    sidecars = sorted(folder.glob(f"{prefix}_*.json"))
+    assert [p.name for p in sidecars] == [f"{prefix}_0000000005000_blurred.json",
+                                          f"{prefix}_0000000007000_ok.json"]  # fmt: skip
+    blurred = json.loads(sidecars[0].read_text())
+    assert blurred["state"] == "blurred" and blurred["previous"] == "ok"
+    before, at = blurred["before"], blurred["at"]
+    assert before["time"] < 4.0 and before["index"] < 40  # sharp: from before the blur
+    assert at["index"] == 50 and at["time"] == 5.0 and at["score"] < 0.5 * before["score"]
+    for kept in (before, at):
+        image = cv2.imread(str(folder / kept["file"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (120, 160) and image.dtype == np.uint8  # --thumb-width 160
+    sharp = cv2.imread(str(folder / before["file"]), cv2.IMREAD_UNCHANGED).astype(float)
+    soft = cv2.imread(str(folder / at["file"]), cv2.IMREAD_UNCHANGED).astype(float)
+    assert cv2.Laplacian(sharp, cv2.CV_64F).var() > 2 * cv2.Laplacian(soft, cv2.CV_64F).var()

@@ -207,6 +207,7 @@ def test_settings_check_themselves_for_python_callers():
 
 SECRET_CONFIG = """
 metrics_addr = "0.0.0.0:9713"
+allow_anonymous = true
 events = "/var/log/focusmon/events.jsonl"
 
 [defaults]
