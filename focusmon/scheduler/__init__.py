@@ -4,7 +4,7 @@ Everything here is driven by the records handed in, with their time; nothing rea
 opens a source or calls a kernel, so each policy can be tested frame by frame.
 
 * `normalised_sharpness` — the one documented function from measures to a decision score.
-* `RecordRing`, `FrameSlots` — fixed-capacity storage, no allocation per frame.
+* `FrameSlots` — preallocated frames, copied into only when one must be kept.
 * `StreamHistory` — a stream's last two minutes of records and last seconds of small
   frames (the best of any recent window, evidence for events, the live page's curve).
 * `BestFramePicker` — the sharpest frame of every window of N frames or T seconds.
@@ -34,7 +34,7 @@ from ._best import BestFrame, BestFramePicker
 from ._field import FieldFit, fit_field
 from ._history import KeptFrame, StreamHistory
 from ._peak import Peak, PeakTracker, find_peak, peak_position
-from ._ring import FrameSlots, RecordRing
+from ._ring import FrameSlots
 from ._score import SHARPNESS, normalised_sharpness
 from ._views import ViewWatch, ssim_map, thumbnail
 
@@ -53,7 +53,6 @@ __all__ = [
     "KeptFrame",
     "Peak",
     "PeakTracker",
-    "RecordRing",
     "StateChange",
     "StreamHistory",
     "ViewWatch",

@@ -45,6 +45,14 @@ _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
            "/page.js": ("page.js", "text/javascript; charset=utf-8"),
            "/page.css": ("page.css", "text/css; charset=utf-8")}  # fmt: skip
 _NO_STORE = {"Cache-Control": "no-store"}
+#: The page's own files: only its own scripts, styles, images and requests, never framed
+#: by another site (it shows camera images).
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+}  # fmt: skip
 
 
 def peaking(pixels: np.ndarray, level: float = PEAKING_LEVEL) -> np.ndarray:
@@ -88,7 +96,7 @@ class LivePage:
     def _static(self, request: Request) -> Reply:
         name, content_type = _STATIC[request.path]
         body = importlib.resources.files(__package__).joinpath("page", name).read_bytes()
-        return Reply(200, body, content_type, {"Cache-Control": "no-cache"})
+        return Reply(200, body, content_type, _PAGE_HEADERS)
 
     def _streams(self, request: Request) -> Reply:
         watch = self._watch()

@@ -90,6 +90,18 @@ def test_frames_are_copied_only_when_the_sharpest_of_their_slot():
         history.keep_frame(100, 11.0, 1.0, np.zeros((3, 3), np.uint16))
 
 
+def test_the_history_writes_into_the_arrays_it_was_made_with():
+    history = StreamHistory(history_s=1.0, max_rate=10.0, frames_s=1.0, frame_rate=2.0)
+    history.keep_frame(0, 0.0, 1.0, np.zeros((4, 6), np.uint8))
+    arrays = [history._time, history._index, history._score, history._values, history._frames]
+    for k in range(200):
+        history.push(k, k / 10, scores(float(k)), float(k))
+        history.keep_frame(k, k / 10, float(k), np.full((4, 6), k % 256, np.uint8))
+    same = [history._time, history._index, history._score, history._values, history._frames]
+    assert all(a is b for a, b in zip(arrays, same, strict=True))
+    assert history.records()["index"].tolist() == list(range(189, 200))
+
+
 def test_bad_settings_are_refused():
     for bad in ({"history_s": 0}, {"max_rate": math.nan}, {"frames_s": -1}):
         with pytest.raises(ValueError):

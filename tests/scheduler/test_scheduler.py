@@ -23,7 +23,6 @@ from focusmon.scheduler import (
     BestFramePicker,
     FrameSlots,
     PeakTracker,
-    RecordRing,
     find_peak,
     no_signal,
     normalised_sharpness,
@@ -210,20 +209,6 @@ def test_peak_tracker_reports_once_the_curve_has_passed():
 
 
 # -- storage ----------------------------------------------------------------------------
-
-
-def test_record_ring_overwrites_the_oldest_without_allocating():
-    ring = RecordRing(4)
-    arrays = (ring._index, ring._time, ring._values)
-    for i in range(10):
-        ring.push(i, i / 10, S(tenengrad=float(i), mean=float(i)))
-    assert len(ring) == 4
-    index, time, values = ring.latest()
-    assert index.tolist() == [6, 7, 8, 9] and time.tolist() == pytest.approx([0.6, 0.7, 0.8, 0.9])
-    assert ring.column("tenengrad", 2).tolist() == [8.0, 9.0]
-    assert (ring._index, ring._time, ring._values) == arrays  # same buffers throughout
-    with pytest.raises(ValueError, match="capacity"):
-        RecordRing(0)
 
 
 def test_frame_slots_follow_a_change_of_size():

@@ -51,6 +51,9 @@ def test_the_page_serves_each_stream_by_its_exact_name(tmp_path):
         watcher.start()
         assert watcher.wait(60)
         assert endpoint.page.encodings == 0  # nobody looked: nothing encoded
+        status, html, headers = get_bytes(endpoint.url + "/")
+        assert status == 200 and b"page.js" in html
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         status, body, _ = get_bytes(endpoint.url + "/streams.json")
         live = json.loads(body)["streams"]
         assert status == 200 and [s["name"] for s in live] == list(NAMES)

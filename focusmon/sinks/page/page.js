@@ -24,6 +24,7 @@ function card(stream) {
   node.dataset.stream = stream.name;
   node.querySelector(".name").textContent = stream.name;
   node.querySelector(".focus").href = "?stream=" + encodeURIComponent(stream.name);
+  node.querySelector(".reset").addEventListener("click", () => best.delete(stream.name));
   cards.appendChild(node);
   return node;
 }
@@ -56,8 +57,11 @@ function show(stream) {
     const share = top > 0 ? score / top : 0;
     node.querySelector(".figure").textContent = `${Math.round(100 * share)} %`;
     node.querySelector(".hold").textContent = `best ${top.toPrecision(3)}`;
-    node.querySelector(".bar").style.width = `${Math.min(100, 100 * share)}%`;
-    node.querySelector(".mark").style.left = "calc(100% - 2px)";  // the best: held
+    // The meter: sharpness now, and a mark held at the best, on a scale with room above
+    // both the best and the baseline (turn the lens: the bar follows, the mark stays).
+    const scale = 1.15 * Math.max(top, stream.baseline || 0, 1e-12);
+    node.querySelector(".bar").style.width = `${Math.min(100, 100 * score / scale)}%`;
+    node.querySelector(".mark").style.left = `${Math.min(100, 100 * top / scale)}%`;
   }
   const baseline = node.querySelector(".baseline");
   if (stream.baseline === null) baseline.textContent = "learning its baseline";
