@@ -20,10 +20,12 @@ Every image is scored with the scheduler's robust focus score (brightness-normal
 noise-compensated Tenengrad, `focusmon.scheduler.normalised_sharpness`), and curves are
 fitted with its robust peak (`focusmon.scheduler.peak_position`, as `find_peak` uses).
 
-Guarantees: no position outside ``[z_min, z_max]`` is ever commanded; the final position
-is always approached from below (the same side as every sweep), so gear backlash does not
-shift it; a camera or stage error ends the search, with the stage at a position the result
-reports and the reason said.
+Guarantees: no position outside ``[z_min, z_max]`` is ever commanded; every plane, the
+final one included, is approached from below (the side every sweep measures from), by
+``backlash_um`` or, when the stage's play is not known, by `DEFAULT_APPROACH_UM`, so gear
+play does not shift it; a camera or stage error ends the search, with the stage at a
+position the result reports and the reason said. `measure_backlash` measures a stage's
+play from an upward and a downward sweep.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ REFERENCE_DECAY = 0.005
 #: Samples a tracker keeps of its session's curve (the rest are of no further use).
 TRACK_CURVE_KEPT = 300
 _GOLDEN = (math.sqrt(5) - 1) / 2
+#: How far below a plane the drive starts its last move up when the play is not given
+#: (``backlash_um=None``): more than the play of common focus drives (a few µm), so the
+#: plane is reached the way the curve was measured whatever the stage. It costs one extra
+#: move per downward move, never a snap.
+DEFAULT_APPROACH_UM = 5.0
 
 
 class Stage(Protocol):
@@ -123,7 +130,7 @@ class _Session:
     camera: Camera
     z_min: float
     z_max: float
-    backlash_um: float
+    backlash_um: float | None  # None: not known, approach by DEFAULT_APPROACH_UM
     score: Callable[[np.ndarray], float]
     snaps: int = 0
     moves: int = 0
@@ -133,11 +140,16 @@ class _Session:
     def clamp(self, z: float) -> float:
         return min(max(z, self.z_min), self.z_max)
 
+    @property
+    def approach(self) -> float:
+        """How far below a plane the last move up starts."""
+        return DEFAULT_APPROACH_UM if self.backlash_um is None else self.backlash_um
+
     def go(self, z: float) -> float:
         """Move to ``z`` (clamped), arriving from below when the last move came from above."""
         z = self.clamp(z)
-        if self.backlash_um > 0 and (self.last_z is None or z < self.last_z):
-            self._move(self.clamp(z - self.backlash_um))  # take up the play going upward
+        if self.approach > 0 and (self.last_z is None or z < self.last_z):
+            self._move(self.clamp(z - self.approach))  # take up the play going upward
         self._move(z)
         return z
 
@@ -171,7 +183,7 @@ def autofocus(
     coarse_steps: int = 15,
     fine_step_um: float | None = None,
     tolerance_um: float | None = None,
-    backlash_um: float = 0.0,
+    backlash_um: float | None = None,
     measure: str = "tenengrad_nc",
     backend: str = "auto",
     early_stop: bool = True,
@@ -194,8 +206,10 @@ def autofocus(
         Spacing of the finest sweep (default: 1/27 of the coarse spacing: three levels).
     tolerance_um : float, optional
         Golden-section stops when the bracket is this narrow (default: ``fine_step_um``).
-    backlash_um : float
-        Play in the focus drive: every plane is approached from below by this much.
+    backlash_um : float, optional
+        Play in the focus drive: every plane is approached from below by this much (0: a
+        drive without play). Not given: by `DEFAULT_APPROACH_UM`, which covers the play
+        of common drives; `measure_backlash` measures a stage's.
     measure, backend : str
         The score (see `focusmon.scheduler.normalised_sharpness`) and the kernel backend.
     early_stop : bool
@@ -211,8 +225,7 @@ def autofocus(
         raise ValueError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if not isinstance(coarse_steps, int) or coarse_steps < 3:
         raise ValueError(f"`coarse_steps` must be an integer >= 3, got {coarse_steps!r}")
-    if backlash_um < 0:
-        raise ValueError(f"`backlash_um` must be >= 0, got {backlash_um!r}")
+    _check_backlash(backlash_um)
     coarse = (z_max - z_min) / (coarse_steps - 1)
     fine = fine_step_um if fine_step_um else coarse / 27
     if not fine > 0:
@@ -241,6 +254,90 @@ def autofocus(
         best_z, session.curve, float(uncertainty), session.snaps, session.moves, reason,
         strategy,
     )  # fmt: skip
+
+
+def _check_backlash(backlash_um: float | None) -> None:
+    if backlash_um is not None and not (math.isfinite(backlash_um) and backlash_um >= 0):
+        raise ValueError(f"`backlash_um` must be a finite number >= 0, got {backlash_um!r}")
+
+
+@dataclass(frozen=True)
+class BacklashResult:
+    """`measure_backlash`: the play, and the two sweeps' peaks it is the gap of.
+
+    Attributes
+    ----------
+    backlash_um : float
+        The commanded position of the peak swept upward minus that swept downward: the
+        play (clipped at 0; `raw_um` keeps the sign).
+    up_um, down_um : float
+        The peak's commanded position in each sweep.
+    raw_um : float
+    snaps : int
+    """
+
+    backlash_um: float
+    up_um: float
+    down_um: float
+    raw_um: float
+    snaps: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"backlash_um": self.backlash_um, "up_um": self.up_um, "down_um": self.down_um,
+                "raw_um": self.raw_um, "snaps": self.snaps}  # fmt: skip
+
+
+def measure_backlash(
+    stage: Stage,
+    camera: Camera,
+    *,
+    z_min: float,
+    z_max: float,
+    span_um: float | None = None,
+    steps: int = 41,
+    measure: str = "tenengrad_nc",
+    backend: str = "auto",
+) -> BacklashResult:
+    """Measure the focus drive's play: find the focus, then sweep through it upward and
+    downward, each sweep started from beyond its end so the play is taken up; a drive
+    with play b reaches the sharpest plane b later going up than going down.
+
+    Parameters
+    ----------
+    span_um : float, optional
+        The sweeps cover the found focus ± this (default: an eighth of the range, at least
+        5 µm), within ``[z_min, z_max]``.
+    steps : int
+        Planes in each sweep (their spacing is the measurement's resolution before the
+        peak fit, which interpolates).
+    """
+    if not isinstance(steps, int) or steps < 5:
+        raise ValueError(f"`steps` must be an integer >= 5, got {steps!r}")
+    found = autofocus(stage, camera, z_min=z_min, z_max=z_max, measure=measure,
+                      backend=backend)  # fmt: skip
+    if not found.ok:
+        raise RuntimeError(f"the focus could not be found: {found.reason}")
+    span = span_um if span_um is not None else max((z_max - z_min) / 8, 5.0)
+    low, high = max(found.z - span, z_min), min(found.z + span, z_max)
+    session = _Session(stage, camera, z_min, z_max, 0.0, found_score(measure, backend))
+    peaks = []
+    for start, end in ((low, high), (high, low)):
+        session._move(session.clamp(start - (end - start) * 0.25))  # from beyond its end
+        zs = [float(z) for z in np.linspace(start, end, steps)]
+        values = [session.sample(z) for z in zs]
+        order = np.argsort(zs)
+        peaks.append(_fit_position([zs[k] for k in order], [values[k] for k in order]))
+    up, down = peaks
+    return BacklashResult(max(up - down, 0.0), up, down, up - down, found.snaps + session.snaps)
+
+
+def found_score(measure: str, backend: str) -> Callable[[np.ndarray], float]:
+    """The score every search uses: ``measure`` normalised (`normalised_sharpness`)."""
+
+    def score(image: np.ndarray) -> float:
+        return normalised_sharpness(measure_frame(image, backend=backend), measure)
+
+    return score
 
 
 def _coarse_sweep(
@@ -384,7 +481,7 @@ class FocusTracker:
         z_min: float,
         z_max: float,
         step_um: float,
-        backlash_um: float = 0.0,
+        backlash_um: float | None = None,
         measure: str = "tenengrad_nc",
         backend: str = "auto",
         reacquire_ratio: float | None = 0.5,
@@ -392,6 +489,7 @@ class FocusTracker:
     ) -> None:
         if not step_um > 0:
             raise ValueError(f"`step_um` must be > 0, got {step_um!r}")
+        _check_backlash(backlash_um)
         if reacquire_ratio is not None and not 0 < reacquire_ratio < 1:
             raise ValueError(f"`reacquire_ratio` must be in (0, 1), got {reacquire_ratio!r}")
         self.reacquire_ratio, self.reference = reacquire_ratio, reference
@@ -574,10 +672,15 @@ def run_simulated_autofocus(
     blur_px_per_um: float = 0.5,
     seed: int | None = None,
     backend: str = "auto",
-) -> tuple[AutofocusResult, dict[str, float]]:
-    """One search on the simulated microscope (`focusmon.testing.SimulatedMicroscope`):
-    the result, and the truth (``true_focus_um``, ``error_um`` of where the drive really
-    ended)."""
+    tell_backlash: bool = False,
+    measure_play: bool = False,
+) -> tuple[AutofocusResult | BacklashResult, dict[str, float]]:
+    """One search on the simulated microscope (`focusmon.testing.SimulatedMicroscope`),
+    its drive with ``backlash_um`` of play that the search is not told of (unless
+    ``tell_backlash``): the result, and the truth (``true_focus_um``, ``error_um`` of
+    where the drive really ended, ``true_focus_commanded_um``: the command that reaches
+    the focus from below). With ``measure_play``: `measure_backlash`'s result instead,
+    and the true play."""
     from .testing import SimulatedMicroscope, specimen
 
     rng = np.random.default_rng(seed)
@@ -589,11 +692,15 @@ def run_simulated_autofocus(
         photons_at_white=photons, flicker=flicker, backlash_um=backlash_um,
         z_start_um=float(rng.uniform(z_min, z_max)), seed=int(rng.integers(2**31)),
     )  # fmt: skip
+    if measure_play:
+        measured = measure_backlash(scope, scope, z_min=z_min, z_max=z_max, backend=backend)
+        return measured, {"true_backlash_um": backlash_um}
     result = autofocus(
-        scope, scope, z_min=z_min, z_max=z_max, strategy=strategy, backlash_um=backlash_um,
-        backend=backend,
+        scope, scope, z_min=z_min, z_max=z_max, strategy=strategy,
+        backlash_um=backlash_um if tell_backlash else None, backend=backend,
     )  # fmt: skip
-    truth = {"true_focus_um": focus_um, "error_um": scope.actual_um - scope.z_focus_um}
+    truth = {"true_focus_um": focus_um, "error_um": scope.actual_um - scope.z_focus_um,
+             "true_focus_commanded_um": focus_um + backlash_um}  # fmt: skip
     return result, truth
 
 
@@ -607,15 +714,18 @@ def plot_curve(result: AutofocusResult, truth: dict[str, float], path: str) -> N
     zs = np.array([z for z, _ in result.curve])
     scores = np.array([s for _, s in result.curve])
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(zs, scores, "o", ms=4, label="samples (in order snapped)")
+    ax.plot(zs, scores, "o", ms=4, label="samples (commanded z, reached from below)")
     order = np.argsort(zs)
     ax.plot(zs[order], scores[order], "-", lw=0.8, alpha=0.5)
     ax.axvline(
         result.z, color="C1", label=f"chosen z = {result.z:.2f} µm ± {result.uncertainty_um:.2f}"
     )
-    if "true_focus_um" in truth:
-        ax.axvline(truth["true_focus_um"], color="C2", ls="--", label="true focus")
-    ax.set_xlabel("z (µm)")
+    if "true_focus_commanded_um" in truth:
+        # In the samples' coordinates: the command that, reached from below, puts the
+        # drive at the true focus (the true position plus the play).
+        ax.axvline(truth["true_focus_commanded_um"], color="C2", ls="--",
+                   label="true focus (commanded, from below)")  # fmt: skip
+    ax.set_xlabel("commanded z (µm)")
     ax.set_ylabel("normalised sharpness")
     ax.set_title(f"{result.strategy}: {result.snaps} snaps, {result.reason}")
     ax.legend(loc="best", fontsize="small")

@@ -70,6 +70,11 @@ ROOMS = {
         {"argparse", "focusmon.cli", "builtins.print", "sys", "focusmon.sinks",
          "focusmon.kernels._numba", "av", "numba", "cupy"},
     ),
+    "mm": (
+        ["focusmon/mm.py"],
+        {"argparse", "av", "builtins.print", "sys", "focusmon.cli", "focusmon.fleet",
+         "focusmon.sinks", "focusmon.pipeline", "focusmon.source", "prometheus_client"},
+    ),
     "testing": (
         ["focusmon/testing/*.py"],
         {"av", "prometheus_client", "focusmon.kernels", "focusmon.source", "focusmon.pipeline",
@@ -78,8 +83,9 @@ ROOMS = {
 }  # fmt: skip
 #: numba and cupy only inside the backend modules that need them.
 LAZY = {"numba": "kernels/_numba_*.py", "cupy": "kernels/_numba_cuda.py"}
-#: The fleet's extra and the page's browser driver: never imported by ``import focusmon``.
-OPTIONAL = ("ray", "paho", "selenium", "playwright")
+#: The fleet's, MQTT's and Micro-Manager's extras and the page's browser driver: never
+#: imported by ``import focusmon``.
+OPTIONAL = ("ray", "paho", "selenium", "playwright", "pymmcore_plus", "useq")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -25,7 +25,7 @@ import numpy as np
 from .. import kernels
 from .._errors import ConfigError, FocusmonError, SourceError
 from .._text import printable
-from ..autofocus import plot_curve, run_simulated_autofocus
+from ..autofocus import BacklashResult, plot_curve, run_simulated_autofocus
 from ..config import ServiceSettings, WatchConfig, from_args, load, parse_address, to_toml
 from ..kernels import Backend
 from ..measures import FocusRecord, resolve_backend
@@ -37,7 +37,7 @@ from ..sinks.discovery import DiscoveryEndpoint
 from ..sinks.metrics import load_tls
 from ..sinks.mqtt import MqttSink, parse_url
 from ..sinks.webhook import WebhookSink
-from ..source import Scrubber, Source, open_source
+from ..source import Scrubber, Source, StackLayout, open_source
 from ._output import report_losses, setup_logging
 from ._parser import UsageError, build_parser
 from ._progress import Progress
@@ -162,6 +162,11 @@ def _score(args: argparse.Namespace) -> int:
 def _peak(args: argparse.Namespace) -> int:
     if args.z_step is not None and not args.tiles:
         raise ConfigError("--z-step is the focus step of --tiles' field: give --tiles too")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401 (checked before the work, not after)
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install 'focusmon[plot]'") from None
     config, backend, source = _open(args)
     measure = args.peak_measure
     tracker = PeakTracker(measure=measure) if source.live else None
@@ -179,6 +184,13 @@ def _peak(args: argparse.Namespace) -> int:
         report_losses(source)
     if not records:
         raise FocusmonError(f"{source.name}: no frame to find a peak in")
+    layout = source.layout
+    if layout is None and args.channel is not None:
+        raise ConfigError(f"--channel: {source.name} is not a stack whose ImageJ or OME "
+                          "metadata names its channels")  # fmt: skip
+    channels: list[dict] = []
+    if layout is not None:  # a z-stack, maybe of several channels: each its own curve
+        records, channels = _channels(records, layout, measure, args.channel)
     peak = find_peak([r.scores for r in records], measure=measure)
     indices = [r.index for r in records]
     result = {
@@ -188,10 +200,90 @@ def _peak(args: argparse.Namespace) -> int:
         "measure": peak.measure,
         "scores": peak.values,
     }
+    if channels:
+        chosen = next(c for c in channels if c["chosen"])
+        result.update({k: chosen[k] for k in ("channel", "peak_z_index", "peak_z_um")})
+        result["z_step_um"] = layout.z_step_um
+        result["channels"] = [{k: v for k, v in c.items() if k != "chosen"} for c in channels]
     if args.tiles:
-        result["field"] = _field(records, indices, peak.measure, args.z_step)
+        if channels:  # the field along z planes (of the chosen channel), in µm if known
+            planes = [layout.coords(r.index)["Z"] for r in records]
+            z_step = args.z_step if args.z_step is not None else layout.z_step_um
+            result["field"] = _field(records, planes, peak.measure, z_step)
+        else:
+            result["field"] = _field(records, indices, peak.measure, args.z_step)
     print(json.dumps(result))
+    if args.plot:
+        _plot_peak(result, args.plot, source.name)
     return EXIT_OK
+
+
+def _plot_peak(result: dict, path: str, name: str) -> None:
+    """The curve (each channel's), its fitted peak and the chosen plane, as an image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    step = result.get("z_step_um")
+    unit = "z (µm)" if step else ("plane" if "channels" in result else "frame (decode order)")
+    if "channels" in result:
+        curves = [(f"channel {c['channel']}", c["scores"], c["peak_z_index"])
+                  for c in result["channels"]]  # fmt: skip
+        ax.set_title(f"{name}: each channel's focus ({result['measure']})")
+    else:
+        curves = [("curve", result["scores"], result["peak_position"])]
+        ax.set_title(f"{name}: focus curve ({result['measure']})")
+    for k, (label, scores, peak) in enumerate(curves):
+        scale = step or 1.0
+        ax.plot(np.arange(len(scores)) * scale, scores, "o-", ms=3, color=f"C{k}", label=label)
+        ax.axvline(peak * scale, color=f"C{k}", ls="--", label=f"{label}: peak {peak * scale:.2f}")
+    ax.set_xlabel(unit)
+    ax.set_ylabel("normalised sharpness")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _channels(
+    records: list, layout: StackLayout, measure: str, channel: int | None
+) -> tuple[list, list[dict]]:
+    """A stack's records split by channel, each in z order: the chosen channel's (``channel``,
+    or the first) for the top-level answer, and every channel's peak as a z index and, where
+    the metadata gives the spacing, in µm from the first plane."""
+    count = layout.size("C")
+    if layout.size("T") > 1:
+        raise ConfigError(f"the stack has {layout.size('T')} time points: peak takes one "
+                          "z-stack (save one time point, or split it)")  # fmt: skip
+    if "Z" not in layout.axes:
+        raise ConfigError("the stack's metadata has no z axis: nothing to find a focus along")
+    if channel is not None and not 0 <= channel < count:
+        raise ConfigError(f"--channel must be from 0 to {count - 1} (the stack has {count}), "
+                          f"got {channel}")  # fmt: skip
+    chosen = 0 if channel is None else channel
+    by_channel: dict[int, list] = {c: [] for c in range(count)}
+    for record in records:
+        where = layout.coords(record.index)
+        by_channel[where.get("C", 0)].append((where["Z"], record))
+    out = []
+    for c, planes in by_channel.items():
+        planes.sort(key=lambda zr: zr[0])
+        if not planes:
+            continue
+        zs = [z for z, _ in planes]
+        found = find_peak([r.scores for _, r in planes], measure=measure)
+        z = float(np.interp(found.position, range(len(zs)), zs))
+        step = layout.z_step_um
+        out.append({"channel": c, "best_index": planes[found.best_index][1].index,
+                    "best_z_index": zs[found.best_index], "peak_z_index": z,
+                    "peak_z_um": None if step is None else z * step,
+                    "measure": found.measure, "scores": found.values,
+                    "chosen": c == chosen})  # fmt: skip
+    if not any(c["chosen"] for c in out):
+        raise FocusmonError(f"channel {chosen} has no analysed plane")
+    return [r for _, r in by_channel[chosen]], out
 
 
 def _field(records: list, indices: list[int], measure: str, z_step: float | None) -> dict:
@@ -362,6 +454,8 @@ def _autofocus(args: argparse.Namespace) -> int:
         )
     if not args.z_min < args.z_max:
         raise ConfigError(f"--z-min must be below --z-max, got {args.z_min} and {args.z_max}")
+    if args.plot and args.measure_backlash:
+        raise ConfigError("--plot draws a search; --measure-backlash prints its figures only")
     if args.plot:
         try:
             import matplotlib  # noqa: F401 (checked before the search, not after)
@@ -370,9 +464,12 @@ def _autofocus(args: argparse.Namespace) -> int:
     result, truth = run_simulated_autofocus(
         strategy=args.strategy, z_min=args.z_min, z_max=args.z_max, focus_um=args.focus,
         photons=args.photons, flicker=args.flicker, backlash_um=args.backlash,
-        seed=args.seed, backend=args.backend,
+        seed=args.seed, backend=args.backend, tell_backlash=args.tell_backlash,
+        measure_play=args.measure_backlash,
     )  # fmt: skip
     print(json.dumps({**result.as_dict(), **truth}))
+    if isinstance(result, BacklashResult):
+        return EXIT_OK
     if args.plot:
         plot_curve(result, truth, args.plot)
     return EXIT_OK if result.ok else EXIT_FAILURE

@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "peak", "find the in-focus frame of a focus sweep (a z-stack, a lens sweep)",
         "Print one JSON object: best_index (decode-order index of the in-focus frame), "
         "peak_position (interpolated), measure and the normalised score of each analysed "
-        "frame. On a live source it stops as soon as the curve has passed the peak.",
+        "frame. On a live source it stops as soon as the curve has passed the peak. A TIFF "
+        "stack with ImageJ or OME metadata is read along its axes: each channel's focus "
+        "as a z index and, with the spacing, in µm (\"channels\"; --channel picks the "
+        "top-level one).",
         "focusmon peak zstack.tif", "focusmon peak sweep.mp4 --measure tenengrad_nc",
     )  # fmt: skip
     peak.add_argument("source", help=SOURCE_HELP)
@@ -112,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the score to fit (default auto: noise-compensated Tenengrad, or variance for "
         "a dim sweep where its peak stands out better)",
     )  # fmt: skip
+    peak.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="draw the curve, its peak and the chosen "
+        "plane (each channel's, for a stack of several; needs matplotlib)",
+    )
+    peak.add_argument("--channel", type=flag_type(Integer(0)), metavar="C",
+                      help="a multi-channel stack (ImageJ or OME TIFF): the channel the "
+                      "top-level answer is for (default 0; every channel's peak is listed "
+                      "in \"channels\")")  # fmt: skip
     peak.add_argument("--tiles", type=_grid, metavar="ROWSxCOLS",
                       help="also find each tile's peak and fit the field's tilt and "
                       "curvature to them (a \"field\" object)")  # fmt: skip
@@ -195,7 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="photo-electrons at white (light level; default 2000)")  # fmt: skip
     focus.add_argument("--flicker", type=float, default=0.1, help="lamp flicker (default 0.1)")
     focus.add_argument("--backlash", type=float, default=2.0, metavar="UM",
-                       help="play in the focus drive (default 2)")  # fmt: skip
+                       help="play in the simulated focus drive (default 2), which the "
+                       "search is not told of")  # fmt: skip
+    focus.add_argument(
+        "--tell-backlash",
+        action="store_true",
+        help="tell the search the drive's play (default: it approaches each "
+        "plane from 5 µm below, as for a stage whose play is unknown)",
+    )
+    focus.add_argument(
+        "--measure-backlash",
+        action="store_true",
+        help="measure the drive's play (a sweep up and one down through the "
+        "focus) instead of searching, and print it with the true play",
+    )
     focus.add_argument("--seed", type=int, default=None)
     focus.add_argument("--plot", metavar="PNG", help="plot the sampled curve (needs matplotlib)")
     focus.add_argument(

@@ -28,6 +28,7 @@ from ._images import ImageSource
 from ._live import FFMPEG_OPTIONS, LiveSource, check_ffmpeg_options, kind_of
 from ._names import Scrubber, redact, safe_name
 from ._open import open_source
+from ._stack import StackLayout, stack_layout
 
 __all__ = [
     "FFMPEG_OPTIONS",
@@ -43,6 +44,7 @@ __all__ = [
     "SourceOptions",
     "SourceState",
     "SourceStats",
+    "StackLayout",
     "Timeline",
     "VideoFileSource",
     "check_ffmpeg_options",
@@ -52,4 +54,5 @@ __all__ = [
     "range_mapping",
     "redact",
     "safe_name",
+    "stack_layout",
 ]

@@ -177,6 +177,9 @@ class Source:
     name: str = "source"
     live: bool = False  # frames arrive in real time: keep the newest, drop the rest
     total: int | None = None  # frames expected, when known (for progress)
+    #: What the frames are along a stack's axes (a TIFF hyperstack: z, channels), from its
+    #: metadata (`~focusmon.source.StackLayout`); None for a plain sequence of frames.
+    layout: object | None = None
     #: The stream the source is watched as (`open_source`'s ``stream``), or "": its log
     #: lines then start with it, ``door: rtsp://***@cam/1: disconnected ...``.
     stream: str = ""

@@ -14,6 +14,7 @@ from .._errors import SourceError
 from ._base import Source, SourceOptions, SourceState, too_large
 from ._frame import LumaFrame, range_mapping
 from ._headers import image_sizes
+from ._stack import stack_layout
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".webp"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
@@ -62,6 +63,9 @@ class ImageSource(Source):
         self._sizes = [image_sizes(p) for p in self._files]
         self._pages = [len(sizes) if sizes else 1 for sizes in self._sizes]
         self.total = sum(self._pages)
+        if len(self._files) == 1 and self._files[0].suffix.lower() in TIFF_SUFFIXES:
+            if self._pages[0] > 1:  # a stack: what its pages are, from ImageJ or OME
+                self.layout = stack_layout(self._files[0])
         limit = self.options.max_pixels
         if len(self._files) == 1 and self._sizes[0]:
             if all(w * h > limit for w, h in self._sizes[0]):

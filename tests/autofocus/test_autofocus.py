@@ -12,6 +12,7 @@ from focusmon.autofocus import (
     FocusTracker,
     autofocus,
     half_width,
+    measure_backlash,
     run_simulated_autofocus,
     track,
 )
@@ -58,6 +59,38 @@ def test_without_backlash_handling_the_play_would_cost_focus():
     s.move_to(-10.0)
     s.move_to(0.0)  # approached from below: trails by the play
     assert here - s.actual_um == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("play", [1.5, 3.0])
+def test_a_drive_whose_play_is_not_given_still_ends_in_focus(play):
+    """Found when tried as a new user would: 1.5 µm of play and no `backlash_um` ended
+    every search 1.5 µm off. Every plane is now reached from below by default."""
+    errors, told_none = [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        focus = float(rng.uniform(-35, 35))
+        s = scope(focus, backlash_um=play, flicker=0.1, seed=seed,
+                  z_start_um=float(rng.uniform(-50, 50)))  # fmt: skip
+        result = autofocus(s, s, z_min=-50, z_max=50)
+        assert result.ok and s.history[-2] < s.history[-1] == result.z  # last move: up
+        errors.append(abs(s.actual_um - s.z_focus_um))
+        wrong = scope(focus, backlash_um=play, seed=seed)
+        autofocus(wrong, wrong, z_min=-50, z_max=50, backlash_um=0.0)  # "no play", wrongly
+        told_none.append(abs(wrong.actual_um - wrong.z_focus_um))
+    assert max(errors) <= DEPTH_OF_FIELD_UM, errors
+    # The default is what saves it: told "no play", searches end off by up to the play.
+    assert max(told_none) > 2 * DEPTH_OF_FIELD_UM and np.mean(told_none) > 3 * np.mean(errors)
+
+
+@pytest.mark.parametrize("play", [0.0, 1.5, 3.0])
+def test_the_play_is_measured_from_a_sweep_up_and_one_down(play):
+    s = scope(-12.0, backlash_um=play, flicker=0.05, seed=2)
+    measured = measure_backlash(s, s, z_min=-50, z_max=50)
+    assert measured.backlash_um == pytest.approx(play, abs=0.3), measured
+    assert measured.down_um == pytest.approx(-12.0, abs=0.3)  # reached going down: no lag
+    assert min(s.history) >= -50 and max(s.history) <= 50 and measured.snaps == s.snaps
+    with pytest.raises(ValueError, match="steps"):
+        measure_backlash(s, s, z_min=-50, z_max=50, steps=2)
 
 
 class FlakyCamera:
@@ -135,6 +168,22 @@ def test_the_command_runs_the_simulator_and_plots(capsys, tmp_path):
     png = tmp_path / "curve.png"
     assert main(["autofocus", "--simulate", "--seed", "2", "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main(["autofocus", "--simulate", "--seed", "2", "--measure-backlash",
+                 "--backlash", "2.5"]) == 0  # fmt: skip
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["true_backlash_um"] == 2.5
+    assert measured["backlash_um"] == pytest.approx(2.5, abs=0.3)
+
+
+def test_the_plot_draws_the_truth_where_the_samples_are():
+    """The truth in the samples' coordinates: the command that reaches the focus from
+    below, the true position plus the play (drawn at the true position, a right search
+    looked off by the play)."""
+    result, truth = run_simulated_autofocus(seed=5, backlash_um=2.0, focus_um=10.0)
+    assert truth["true_focus_commanded_um"] == 12.0
+    assert result.z == pytest.approx(truth["true_focus_commanded_um"], abs=DEPTH_OF_FIELD_UM)
+    assert abs(truth["error_um"]) <= DEPTH_OF_FIELD_UM
 
 
 def test_the_result_is_reproducible_by_seed():
