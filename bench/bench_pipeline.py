@@ -5,7 +5,7 @@ encoder sees motion rather than a test pattern), then prints frames per second f
 
 * decode only: PyAV at its default (slice) threading and with frame threads on every
   core, touching nothing — the faster of the two is the ceiling the ratios refer to;
-* focusmon's pipeline (decode thread + scoring thread, numba-cpu on one thread, all six
+* focusmon's pipeline (decode thread + scoring thread, numba-cpu on one thread, all the
   measures);
 * the same with PyAV's gray conversion instead of the luma plane view;
 * a naive loop decoding and scoring on one thread;
@@ -136,7 +136,7 @@ def main() -> None:
         runs = {
             "decode only, PyAV default (slice threads)": lambda: decode_only(clip, threaded=False),
             "decode only, frame threads": lambda: decode_only(clip, threaded=True),
-            "focusmon pipeline, six measures": lambda: pipeline(clip),
+            "focusmon pipeline, all measures": lambda: pipeline(clip),
             "same, PyAV gray conversion": lambda: pipeline_gray(clip),
             "naive loop, decode + score on one thread": lambda: naive_loop(clip),
             "keyframes only": lambda: pipeline(clip, keyframes),
