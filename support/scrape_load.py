@@ -225,7 +225,10 @@ def check_load(result: LoadResult) -> LoadResult:
             if t >= marks[-1] + RISING_STEP_S:
                 marks.append(t)
                 values.append(value)
-        if counts[-1][0] > marks[-1]:
+        # The tail after the last mark is a step too, if it is long enough for a frame to
+        # come: a load ending 30 ms after a mark (a fast machine) left a "step" shorter
+        # than a frame's period at 25 fps, and a stream "did not rise" in it.
+        if counts[-1][0] >= marks[-1] + RISING_STEP_S / 2:
             marks.append(counts[-1][0])
             values.append(counts[-1][1])
         stalls = sum(1 for a, b in zip(values, values[1:], strict=False) if b <= a)
