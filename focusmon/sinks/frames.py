@@ -36,6 +36,25 @@ def safe_name(name: str) -> str:
     return f"{cleaned}-{digest}"
 
 
+def own_folder(folder: str | Path, flag: str) -> Path:
+    """``folder`` resolved and made (ConfigError naming ``flag`` if it cannot be)."""
+    path = Path(folder).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {flag} folder {folder}: {exc.strerror}") from None
+    return path
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, resolved, so that a symbolic link planted in the folder cannot
+    lead a write out of it (belt and braces: `safe_name` already forbids ``..``)."""
+    path = (folder / name).resolve()
+    if path.parent != folder:
+        raise ValueError(f"refusing to write outside {folder}: {path}")
+    return path
+
+
 class FrameSaver(BaseSink):
     """Writes frames under one folder, which nothing a stream is called can escape.
 
@@ -51,13 +70,7 @@ class FrameSaver(BaseSink):
         if keep is not None:
             check_int("best_keep", keep, 1)
         self.keep = keep
-        self.folder = Path(folder).resolve()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create --save-best folder {folder}: {exc.strerror}"
-            ) from None
+        self.folder = own_folder(folder, "--save-best")
         self._lock = threading.Lock()
 
     def save(
@@ -67,12 +80,10 @@ class FrameSaver(BaseSink):
         """Write one frame and its sidecar; returns the image's path."""
         suffix = ".tif" if luma.dtype == np.uint16 else ".png"
         stem = f"{safe_name(stream)}_{index:08d}"
-        # Resolved, so a symbolic link planted in the folder cannot lead a write out of it.
-        image = (self.folder / (stem + suffix)).resolve()
-        sidecar_path = (self.folder / (stem + ".json")).resolve()
-        for path in (image, sidecar_path):
-            if path.parent != self.folder:  # belt and braces: safe_name already forbids ".."
-                raise ValueError(f"refusing to write outside {self.folder}: {path}")
+        image, sidecar_path = (
+            inside(self.folder, stem + suffix),
+            inside(self.folder, stem + ".json"),
+        )
         sidecar = {"stream": stream, "index": index, "time": time_s, **dict(scores)}
         with self._lock:
             if not cv2.imwrite(str(image), np.ascontiguousarray(luma)):
@@ -113,13 +124,7 @@ class EventFrameSaver(BaseSink):
     """
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder).resolve()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create --save-events folder {folder}: {exc.strerror}"
-            ) from None
+        self.folder = own_folder(folder, "--save-events")
         self._lock = threading.Lock()
 
     def on_evidence(
@@ -132,16 +137,9 @@ class EventFrameSaver(BaseSink):
             for name, kept in (("before", before), ("at", at)):
                 if kept is None:
                     continue
-                image = self._inside(f"{stem}_{name}.png")
+                image = inside(self.folder, f"{stem}_{name}.png")
                 if not cv2.imwrite(str(image), kept.pixels):
                     raise OSError(f"cannot write {image}")
                 sidecar[name] = {"index": kept.index, "time": kept.time, "score": kept.score,
                                  "file": image.name}  # fmt: skip
-            self._inside(f"{stem}.json").write_text(json.dumps(sidecar) + "\n", "utf-8")
-
-    def _inside(self, name: str) -> Path:
-        # Resolved, so a symbolic link planted in the folder cannot lead a write out of it.
-        path = (self.folder / name).resolve()
-        if path.parent != self.folder:
-            raise ValueError(f"refusing to write outside {self.folder}: {path}")
-        return path
+            inside(self.folder, f"{stem}.json").write_text(json.dumps(sidecar) + "\n", "utf-8")
