@@ -392,23 +392,6 @@ def _haar_values(top, bottom, n, nz, wz, out, stride):
 
 
 @njit(inline="always", **_JIT)
-def _plain_sum(v, n, wz):
-    t = wz
-    for j in range(n):
-        t = _add(t, v[j])
-    return t
-
-
-@njit(inline="always", **_JIT)
-def _sum_of(values, a, b, wz):
-    """``values[a:b]`` summed in int64, by narrow sums of at most BLOCK terms."""
-    s = np.int64(0)
-    for k0 in range(a, b, BLOCK):
-        s += _plain_sum(values[k0:], min(BLOCK, b - k0), wz)
-    return s
-
-
-@njit(inline="always", **_JIT)
 def _haar_row(mid, below, w, xs, nz, wz, out_i, t0):
     """4 x the Haar detail energy of the 2x2 blocks an even row starts with ``below``, and
     its direction terms (`_haar_block`), added to tiles ``t0 ...`` of a row of tiles with

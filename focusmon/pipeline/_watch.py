@@ -20,6 +20,7 @@ from .._errors import ConfigError
 from ..config import StreamSpec, WatchConfig
 from ..measures import FocusRecord, resolve_backend
 from ..scheduler import (
+    STATES,
     AlertState,
     AlertTracker,
     BestFrame,
@@ -32,7 +33,6 @@ from ..scheduler import (
     signal_valid,
     thumbnail,
 )
-from ..scheduler._history import STATE_NAMES
 from ..sinks import Sink, StreamSnapshot
 from ..sinks.metrics import KernelTimes
 from ..source import LumaFrame, Source, SourceState, open_source
@@ -529,7 +529,7 @@ class Watcher:
             return None
         with status.lock:
             got = status.history.records(seconds)
-        names = STATE_NAMES
+        names = [str(s) for s in STATES]  # the history keeps a state as its index here
         return {"time": got["time"].tolist(), "index": got["index"].tolist(),
                 "score": got["score"].tolist(),
                 "state": [names[k] for k in got["state"].tolist()]}  # fmt: skip
@@ -543,6 +543,10 @@ class Watcher:
         with status.lock:
             history = status.history
             return history.latest_frame() if seconds is None else history.best_frame(seconds)
+
+    def stream_names(self) -> list[str]:
+        """The configured streams' names, in order."""
+        return [s.spec.name for s in self.streams]
 
     def _status_of(self, name: str) -> StreamStatus | None:
         # Matched exactly against the configured names: never a path, never a pattern.
@@ -572,15 +576,23 @@ class Watcher:
         return lines
 
 
-def _samples(frame: LumaFrame, roi: Sequence[int] | None):
-    """`picture_samples` and `thumbnail` of a frame in host memory (its ROI), for the
-    frozen and moved checks; Nones for a frame left on the GPU (judged neither)."""
+def _host_luma(frame: LumaFrame, roi: Sequence[int] | None) -> np.ndarray | None:
+    """The frame's luma (its ROI) in host memory, or None for a frame left on the GPU."""
     luma = frame.luma
     if not isinstance(luma, np.ndarray):
-        return None, None
+        return None
     if roi is not None:
         x, y, w, h = roi
         luma = luma[y : y + h, x : x + w]
+    return luma
+
+
+def _samples(frame: LumaFrame, roi: Sequence[int] | None):
+    """`picture_samples` and `thumbnail` of a frame in host memory (its ROI), for the
+    frozen and moved checks; Nones for a frame left on the GPU (judged neither)."""
+    luma = _host_luma(frame, roi)
+    if luma is None:
+        return None, None
     return (picture_samples(luma, frame.scale, frame.offset),
             thumbnail(luma, frame.scale, frame.offset))  # fmt: skip
 
@@ -594,12 +606,9 @@ def small_frame(frame: LumaFrame, roi: Sequence[int] | None, width: int) -> np.n
     """A frame in host memory (its ROI) made small for the history: ``width`` pixels wide
     (never wider than it is), 8-bit grey levels (a 16-bit or limited-range frame scaled as
     its measures are), area-averaged; None for a frame left on the GPU."""
-    luma = frame.luma
-    if not isinstance(luma, np.ndarray):
+    luma = _host_luma(frame, roi)
+    if luma is None:
         return None
-    if roi is not None:
-        x, y, w, h = roi
-        luma = luma[y : y + h, x : x + w]
     h, w = luma.shape
     width = min(width, w)
     height = max(1, round(h * width / w))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import FocusMap, FocusScores
-from ._score import normalised_sharpness
+from ._score import POWER, normalised_sharpness
 
 #: A tile whose samples are more than this share saturated is not judged: clipped
 #: highlights carry no focus (nor a baseline).
@@ -66,7 +66,7 @@ def tile_values(tiles: FocusMap, measure: str) -> tuple[np.ndarray, np.ndarray, 
     dark cover over one tile counts, while a dimmer day does not), and the saturated
     share."""
     mean = max(float(tiles.frame.mean), 1e-9)
-    power = 2 if measure != "sobel_mean" else 1
+    power = POWER[measure]
     sharp = np.array(
         [[normalised_sharpness(t, measure) * (float(t.mean) / mean) ** power
           if math.isfinite(float(t.mean)) else 0.0 for t in row] for row in tiles.tiles]

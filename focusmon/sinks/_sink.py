@@ -67,6 +67,10 @@ class WatchView(Protocol):
         """How many messages each sink with a queue dropped."""
         ...
 
+    def stream_names(self) -> Sequence[str]:
+        """The configured streams' names, in order."""
+        ...
+
     def live(self) -> Sequence[Mapping[str, object]]:
         """Every stream as the live page shows it (see `~focusmon.pipeline.Watcher.live`)."""
         ...

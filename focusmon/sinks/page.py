@@ -128,7 +128,7 @@ class LivePage:
                          _NO_STORE)  # fmt: skip
         if leaf not in ("frame.jpg", "best.jpg"):
             return Reply(404, b"a stream has frame.jpg, best.jpg and history.json\n")
-        if not any(s["name"] == name for s in watch.live()):
+        if name not in watch.stream_names():
             return _no_stream(name)
         if leaf == "best.jpg":
             if seconds is None:
