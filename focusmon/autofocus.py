@@ -41,7 +41,7 @@ import numpy as np
 from .measures import measure as measure_frame
 from .scheduler import normalised_sharpness, peak_position
 
-STRATEGIES = ("sweep-fit", "golden")
+STRATEGIES = ("model", "sweep-fit", "golden")
 #: A coarse-sweep maximum must stand this many noise deviations above the floor before the
 #: sweep may stop early.
 SIGNIFICANT = 8.0
@@ -57,6 +57,18 @@ REFERENCE_DECAY = 0.005
 #: Samples a tracker keeps of its session's curve (the rest are of no further use).
 TRACK_CURVE_KEPT = 300
 _GOLDEN = (math.sqrt(5) - 1) / 2
+#: ``model``: planes in its coarse sweep (a sixth of the range apart) ...
+MODEL_COARSE_STEPS = 7
+#: ... which stops once the broad score has fallen this share below its maximum.
+MODEL_PASSED_DROP = 0.02
+#: ``model``: Tenengrad's top is the focus's, not noise, once it is this many times the
+#: highest (and the spread) of the samples away from it; until then the broad score leads.
+MODEL_STANDS_OUT = 3.0
+#: ``model``: the fit uses the samples within this many first probe offsets of the plane,
+#: and those of at least this share of the top (the cusp's flanks, not its tails).
+MODEL_WINDOW, MODEL_FLANK = 3.0, 0.3
+#: ``model``: probes after the coarse sweep (at least, at most).
+MODEL_PROBES = (4, 14)
 #: How far below a plane the drive starts its last move up when the play is not given
 #: (``backlash_um=None``): more than the play of common focus drives (a few µm), so the
 #: plane is reached the way the curve was measured whatever the stage. It costs one extra
@@ -92,6 +104,8 @@ class AutofocusResult:
         How far the true plane may lie from ``z`` given the sampling and the fit.
     snaps, moves : int
         Images taken and stage moves commanded.
+    coarse_snaps : int
+        Of ``snaps``, those of the coarse sweep (the rest refine).
     reason : str
         Why it stopped: ``converged``, ``peak passed``, or the error that ended it.
     strategy : str
@@ -104,6 +118,7 @@ class AutofocusResult:
     moves: int
     reason: str
     strategy: str
+    coarse_snaps: int = 0
 
     @property
     def ok(self) -> bool:
@@ -114,7 +129,7 @@ class AutofocusResult:
         return {
             "z": self.z, "uncertainty_um": self.uncertainty_um, "snaps": self.snaps,
             "moves": self.moves, "reason": self.reason, "strategy": self.strategy,
-            "curve": [[z, s] for z, s in self.curve],
+            "coarse_snaps": self.coarse_snaps, "curve": [[z, s] for z, s in self.curve],
         }  # fmt: skip
 
 
@@ -131,11 +146,17 @@ class _Session:
     z_min: float
     z_max: float
     backlash_um: float | None  # None: not known, approach by DEFAULT_APPROACH_UM
-    score: Callable[[np.ndarray], float]
+    score: Callable[[np.ndarray], float] | Callable[[np.ndarray], tuple[float, float]]
     snaps: int = 0
     moves: int = 0
     curve: list[tuple[float, float]] = field(default_factory=list)
     last_z: float | None = None
+    #: Upward travel since the last downward move: a sample is `settled` (the play taken
+    #: up) once it reaches the approach. Near ``z_min`` a full approach cannot be made.
+    rise: float = 0.0
+    coarse_snaps: int = 0
+    #: ``model``: (z, score, broad score, settled) of every sample.
+    points: list[tuple[float, float, float, bool]] = field(default_factory=list)
 
     def clamp(self, z: float) -> float:
         return min(max(z, self.z_min), self.z_max)
@@ -159,6 +180,10 @@ class _Session:
         except Exception as exc:
             raise _DeviceError(f"error: stage move to {z:g} µm failed: {exc}") from exc
         self.moves += 1
+        if self.last_z is None or z < self.last_z:
+            self.rise = 0.0
+        else:
+            self.rise += z - self.last_z
         self.last_z = z
 
     def sample(self, z: float) -> float:
@@ -168,8 +193,14 @@ class _Session:
         except Exception as exc:
             raise _DeviceError(f"error: camera snap failed: {exc}") from exc
         self.snaps += 1
-        value = self.score(image)
+        value: float | tuple[float, float] = self.score(image)
+        broad = math.nan
+        if isinstance(value, tuple):
+            value, broad = value
         self.curve.append((z, value))
+        # The bound's own plane counts as settled: nothing lies below it to come from.
+        settled = self.approach == 0 or self.rise >= self.approach - 1e-9
+        self.points.append((z, value, broad, settled))
         return value
 
 
@@ -179,8 +210,8 @@ def autofocus(
     *,
     z_min: float,
     z_max: float,
-    strategy: str = "sweep-fit",
-    coarse_steps: int = 15,
+    strategy: str = "model",
+    coarse_steps: int | None = None,
     fine_step_um: float | None = None,
     tolerance_um: float | None = None,
     backlash_um: float | None = None,
@@ -195,17 +226,32 @@ def autofocus(
     stage, camera : Stage, Camera
     z_min, z_max : float
         The range searched (µm); nothing outside it is ever commanded.
-    strategy : {"sweep-fit", "golden"}
+    strategy : {"model", "sweep-fit", "golden"}
+        ``model`` (about half the snaps of the others): a coarse sweep upward, scoring each
+        snap with ``measure`` and with the broad ``variance_nc`` (whose curve spans the
+        whole range, so a sixth of it between planes cannot step over the focus), stopping
+        once the broad score has passed its peak; then probes placed by a model of the
+        curve's shape — a symmetric cusp, ``top - slope * |z - z0|`` — fitted to the
+        samples on its flanks, each pair of probes half as far apart around the last fit,
+        until the fitted plane's standard error is under half the distance over which the
+        fitted curve loses 5% (the depth of field as the curve shows it). Where the
+        focused score does not yet stand out of the noise (a dim or sparse specimen), the
+        broad score places the probes. See `model_search`.
         ``sweep-fit``: a coarse sweep upward (stopping early once the curve has clearly
         passed its peak) and a robust peak fit, then sweeps 3x finer across ± one spacing
         of the fitted peak, each fitted to every sample near it, down to ``fine_step_um``.
         ``golden``: the peak bracketed by a coarse sweep, then golden-section search.
-    coarse_steps : int
-        Planes in the coarse sweep over the whole range.
+    coarse_steps : int, optional
+        Planes in the coarse sweep over the whole range (default: 7 for ``model``, 15 for
+        the others).
     fine_step_um : float, optional
-        Spacing of the finest sweep (default: 1/27 of the coarse spacing: three levels).
+        ``model``: the first probes' offset from the coarse estimate (default: 3 µm, at
+        most a twelfth of the range). The others: the spacing of the finest sweep
+        (default: 1/27 of the coarse spacing: three levels).
     tolerance_um : float, optional
-        Golden-section stops when the bracket is this narrow (default: ``fine_step_um``).
+        ``model``: stop once the fitted plane's standard error is below this (default: from
+        the fitted curve, as above). ``golden``: stop when the bracket is this narrow
+        (default: ``fine_step_um``).
     backlash_um : float, optional
         Play in the focus drive: every plane is approached from below by this much (0: a
         drive without play). Not given: by `DEFAULT_APPROACH_UM`, which covers the play
@@ -223,37 +269,237 @@ def autofocus(
         raise ValueError(f"need finite z_min < z_max, got {z_min!r} and {z_max!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if coarse_steps is None:
+        coarse_steps = MODEL_COARSE_STEPS if strategy == "model" else 15
     if not isinstance(coarse_steps, int) or coarse_steps < 3:
         raise ValueError(f"`coarse_steps` must be an integer >= 3, got {coarse_steps!r}")
     _check_backlash(backlash_um)
     coarse = (z_max - z_min) / (coarse_steps - 1)
-    fine = fine_step_um if fine_step_um else coarse / 27
+    if strategy == "model":
+        fine = fine_step_um if fine_step_um else min(3.0, (z_max - z_min) / 12)
+    else:
+        fine = fine_step_um if fine_step_um else coarse / 27
     if not fine > 0:
         raise ValueError(f"`fine_step_um` must be > 0, got {fine_step_um!r}")
+    if tolerance_um is not None and not tolerance_um > 0:
+        raise ValueError(f"`tolerance_um` must be > 0, got {tolerance_um!r}")
 
     def score(image: np.ndarray) -> float:
         return normalised_sharpness(measure_frame(image, backend=backend), measure)
 
-    session = _Session(stage, camera, z_min, z_max, backlash_um, score)
+    def both(image: np.ndarray) -> tuple[float, float]:
+        scores = measure_frame(image, backend=backend)
+        return (normalised_sharpness(scores, measure),
+                normalised_sharpness(scores, "variance_nc"))  # fmt: skip
+
+    session = _Session(
+        stage, camera, z_min, z_max, backlash_um, both if strategy == "model" else score
+    )
     best_z, uncertainty, reason = (z_min + z_max) / 2, (z_max - z_min) / 2, "converged"
     try:
-        centre, reason = _coarse_sweep(session, coarse, coarse_steps, early_stop)
-        best_z, uncertainty = centre, coarse
-        if strategy == "sweep-fit":
-            spacing = coarse
-            while spacing > fine * 1.001:  # each level: ±1 of the last spacing, 3x finer
-                best_z, uncertainty = _fine_sweep(session, best_z, spacing, max(spacing / 3, fine))
-                spacing = max(spacing / 3, fine)
+        if strategy == "model":
+            best_z, uncertainty, reason = model_search(
+                session, coarse, fine, tolerance_um, early_stop
+            )
         else:
-            best_z, uncertainty = _golden(session, centre, coarse, tolerance_um or fine)
+            centre, reason = _coarse_sweep(session, coarse, coarse_steps, early_stop)
+            session.coarse_snaps = session.snaps
+            best_z, uncertainty = centre, coarse
+            if strategy == "sweep-fit":
+                spacing = coarse
+                while spacing > fine * 1.001:  # each level: ±1 of the last spacing, 3x finer
+                    best_z, uncertainty = _fine_sweep(
+                        session, best_z, spacing, max(spacing / 3, fine)
+                    )
+                    spacing = max(spacing / 3, fine)
+            else:
+                best_z, uncertainty = _golden(session, centre, coarse, tolerance_um or fine)
         best_z = session.go(best_z)  # from below, like every sample
     except _DeviceError as stop:
         reason = str(stop)
         best_z = _settle_after_error(session)
     return AutofocusResult(
         best_z, session.curve, float(uncertainty), session.snaps, session.moves, reason,
-        strategy,
+        strategy, session.coarse_snaps,
     )  # fmt: skip
+
+
+def model_search(
+    session: _Session, coarse: float, offset: float, tolerance: float | None,
+    early_stop: bool = True,
+) -> tuple[float, float, str]:  # fmt: skip
+    """The ``model`` strategy on a session whose score gives (focused, broad) per snap:
+    the plane, its standard error and why it stopped.
+
+    1. Coarse sweep upward every ``coarse`` µm, until the broad score has fallen
+       `MODEL_PASSED_DROP` below its maximum (``peak passed``).
+    2. The first estimate: the three coarse samples around the top matched by symmetry
+       (the level of the lower neighbour found on the other flank by interpolation; the
+       focus is midway), on the focused score if its top stands out
+       (`MODEL_STANDS_OUT`), else on the broad one.
+    3. Probes at the estimate ± ``offset``; then, until the standard error is small
+       enough: if the top sample's neighbours are more than 2 offsets away, one probe
+       halves that gap (toward the higher neighbour); else a symmetric cusp is fitted to
+       the settled samples on the flanks near the top, and two probes are placed at the
+       fit ± half the last offset (not under a third of ``offset``).
+
+    A cusp because that is the shape defocus gives a gradient measure (the blur disk's
+    radius grows linearly with defocus, and the score falls with it); and a symmetric
+    model's fit depends on the samples' placement, not the exact fall-off, once probes
+    straddle the peak evenly.
+    """
+    z_min, z_max = session.z_min, session.z_max
+    reason = "converged"
+    steps = int(round((z_max - z_min) / coarse)) + 1
+    coarse_points = []
+    for k in range(steps):
+        session.sample(z_min + k * coarse)
+        coarse_points.append(session.points[-1])
+        broad = [p[2] for p in coarse_points]
+        top = int(np.argmax(broad))
+        if (
+            early_stop
+            and 0 < top < k
+            and broad[top] > 0
+            and (broad[-1] < broad[top] * (1 - MODEL_PASSED_DROP))
+        ):
+            reason = "peak passed"
+            break
+    session.coarse_snaps = session.snaps
+    focused = [p[1] for p in coarse_points]
+    stands_out = _stands_out(coarse_points, int(np.argmax(focused)), 1.5 * coarse)
+    column = 1 if stands_out else 2
+    z = _symmetric_vertex(coarse_points, column)
+    floor = z_min + session.approach  # above it, a probe can be reached from below
+
+    def reach(z: float) -> float:
+        """Below ``floor`` no probe can be reached from below (z_min itself is reached from
+        above): such a probe goes to ``floor``."""
+        return min(max(session.clamp(z), floor), z_max)
+
+    z = session.clamp(z)
+    probes, low, high = 0, *MODEL_PROBES
+    width, error = offset, float("inf")
+    pending = [z - width, z + width]
+    while True:
+        for probe in pending:
+            session.sample(reach(probe))
+            probes += 1
+        if probes >= high:
+            break
+        pending = []
+        # Unsettled samples (a probe just above z_min, the play maybe not taken up) are
+        # not where they were commanded: they neither bracket nor fit.
+        every = sorted(session.points)
+        top = int(np.argmax([p[1] for p in every]))
+        stands_out = stands_out or _stands_out(every, top, 2 * offset)
+        points = [p for p in every if p[3]]
+        column = 1 if stands_out else 2
+        values = [p[column] for p in points]
+        top = int(np.argmax(values))
+        gap = _open_gap(points, top, column, 2 * offset, z_min, z_max)
+        if gap is not None:
+            gap = reach(gap)
+        if gap is not None and all(abs(gap - p[0]) > 1e-6 for p in points):
+            pending = [gap]
+            z = gap
+            continue
+        near = [p for p in points if abs(p[0] - points[top][0]) <= MODEL_WINDOW * offset]
+        if stands_out:
+            near = [p for p in near if p[1] >= MODEL_FLANK * points[top][1]]
+        fit = _cusp_fit([p[0] for p in near], [p[column] for p in near])
+        if fit is None:
+            z = points[top][0]
+        else:
+            fitted, error, top_level, slope = fit
+            z = session.clamp(min(max(fitted, z - 2 * width), z + 2 * width))
+            enough = tolerance if tolerance is not None else 0.5 * 0.05 * top_level / slope
+            if stands_out and probes >= low and error <= enough:
+                break
+        width = max(width / 2, offset / 3)
+        pending = [z - width, z + width]
+    if not math.isfinite(error):
+        error = width
+    return z, float(error), reason
+
+
+def _stands_out(points: list, top: int, distance: float) -> bool:
+    """Whether the focused score's top sample stands out of the samples more than
+    ``distance`` from it (at least two): `MODEL_STANDS_OUT` times their highest and their
+    spread."""
+    far = [p[1] for p in points if abs(p[0] - points[top][0]) > distance]
+    if len(far) < 2:
+        return False
+    return points[top][1] >= MODEL_STANDS_OUT * max(max(far), max(far) - min(far))
+
+
+def _symmetric_vertex(points: list, column: int) -> float:
+    """The peak of the curve through ``points`` (z order) by symmetry: the top sample, its
+    higher neighbour h and its lower one g; the focus lies between the top and h, midway
+    between h and the place on g's flank where the curve is at h's level."""
+    zs = [p[0] for p in points]
+    values = [p[column] for p in points]
+    i = int(np.argmax(values))
+    if i == 0 or i == len(values) - 1:
+        return zs[i]  # the probes bracket it
+    left, top, right = values[i - 1], values[i], values[i + 1]
+    if left >= right:
+        zh, vh, zg, vg = zs[i - 1], left, zs[i + 1], right
+    else:
+        zh, vh, zg, vg = zs[i + 1], right, zs[i - 1], left
+    if top <= vg:
+        return zs[i]
+    level_at = zg + (vh - vg) / (top - vg) * (zs[i] - zg)
+    return (level_at + zh) / 2
+
+
+def _open_gap(
+    points: list, top: int, column: int, widest: float, z_min: float, z_max: float
+) -> float | None:
+    """Where to probe next if the top sample is not yet bracketed within ``widest`` on both
+    sides: the middle of the wider gap (toward the higher neighbour), or a step past an
+    open end; None once it is."""
+    zs = [p[0] for p in points]
+    z = zs[top]
+    below = z - zs[top - 1] if top > 0 else (0.0 if z <= z_min + 1e-9 else math.inf)
+    above = zs[top + 1] - z if top < len(zs) - 1 else (0.0 if z >= z_max - 1e-9 else math.inf)
+    if below <= widest and above <= widest:
+        return None
+    if math.isinf(below):
+        return max(z - widest / 2, z_min)
+    if math.isinf(above):
+        return min(z + widest / 2, z_max)
+    if above <= widest:
+        return z - below / 2
+    if below <= widest:
+        return z + above / 2
+    higher_below = points[top - 1][column] >= points[top + 1][column]
+    return z - below / 2 if higher_below else z + above / 2
+
+
+def _cusp_fit(zs: list[float], values: list[float]):
+    """Least squares ``top - slope * |z - z0|`` through the samples (z0 searched on a grid
+    over their span): (z0, its standard error, top, slope), or None without a sample on
+    each side of z0 and a falling flank."""
+    if len(zs) < 3:
+        return None
+    z = np.asarray(zs, dtype=float)
+    v = np.asarray(values, dtype=float)
+    best = None
+    for z0 in np.linspace(z.min(), z.max(), 301):
+        design = np.column_stack([np.ones_like(z), -np.abs(z - z0)])
+        coef = np.linalg.lstsq(design, v, rcond=None)[0]
+        residual = float(np.sum((design @ coef - v) ** 2))
+        if best is None or residual < best[0]:
+            best = (residual, float(z0), coef)
+    residual, z0, (top, slope) = best
+    left, right = int(np.sum(z < z0 - 1e-9)), int(np.sum(z > z0 + 1e-9))
+    if not slope > 0 or not left or not right:
+        return None
+    # Three samples leave no residual to judge the noise by: a slope's worth of a µm.
+    sigma = math.sqrt(residual / (len(z) - 3)) if len(z) > 3 else slope
+    error = sigma / slope * math.sqrt((1 / left + 1 / right) / 4)
+    return z0, error, float(top), float(slope)
 
 
 def _check_backlash(backlash_um: float | None) -> None:
@@ -643,7 +889,15 @@ def half_width(curve: list[tuple[float, float]]) -> float | None:
     right = np.flatnonzero(values[top + 1 :] < half)
     if not left.size or not right.size:
         return None
-    return float(zs[top + 1 + right[0]] - zs[left[-1]]) / 2
+    # Where each flank crosses half height, between the samples either side of it (a
+    # search's samples are sparse on the flanks).
+    low, high = int(left[-1]), top + 1 + int(right[0])
+    crossings = []
+    for outer, inner in ((low, low + 1), (high, high - 1)):
+        span = values[inner] - values[outer]
+        share = (half - values[outer]) / span if span > 0 else 0.0
+        crossings.append(zs[outer] + share * (zs[inner] - zs[outer]))
+    return float(crossings[1] - crossings[0]) / 2
 
 
 def _parabola_vertex(zs: list[float], values: list[float]) -> float | None:
@@ -662,7 +916,7 @@ def _parabola_vertex(zs: list[float], values: list[float]) -> float | None:
 
 def run_simulated_autofocus(
     *,
-    strategy: str = "sweep-fit",
+    strategy: str = "model",
     z_min: float = -50.0,
     z_max: float = 50.0,
     focus_um: float | None = None,

@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "focusmon autofocus --simulate --strategy golden --plot curve.png",
     )  # fmt: skip
     focus.add_argument("--simulate", action="store_true", help="use the simulated microscope")
-    focus.add_argument("--strategy", choices=STRATEGIES, default="sweep-fit")
+    focus.add_argument("--strategy", choices=STRATEGIES, default="model")
     focus.add_argument("--z-min", type=float, default=-50.0, metavar="UM")
     focus.add_argument("--z-max", type=float, default=50.0, metavar="UM")
     focus.add_argument("--focus", type=float, metavar="UM",

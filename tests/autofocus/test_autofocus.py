@@ -10,6 +10,8 @@ import pytest
 
 from focusmon.autofocus import (
     FocusTracker,
+    _cusp_fit,
+    _symmetric_vertex,
     autofocus,
     half_width,
     measure_backlash,
@@ -29,7 +31,7 @@ def scope(focus=7.3, **kw):
     return SimulatedMicroscope(specimen(), z_focus_um=focus, **kw)
 
 
-@pytest.mark.parametrize("strategy", ["sweep-fit", "golden"])
+@pytest.mark.parametrize("strategy", ["model", "sweep-fit", "golden"])
 @pytest.mark.parametrize("focus", [-38.0, 7.3, 41.5])
 def test_the_plane_is_found_within_the_depth_of_field(strategy, focus):
     s = scope(focus, flicker=0.2, backlash_um=3.0, photons_at_white=500.0, seed=1)
@@ -40,6 +42,36 @@ def test_the_plane_is_found_within_the_depth_of_field(strategy, focus):
     exhaustive = 101  # a sweep every 1 µm over the range
     assert result.snaps <= 0.4 * exhaustive and result.snaps == s.snaps
     assert len(result.curve) == result.snaps and result.moves == s.moves
+
+
+@pytest.mark.parametrize("focus", [-31.0, 2.6, 30.2])
+def test_the_model_search_takes_half_golden_s_snaps_and_says_where_they_went(focus):
+    found = {}
+    for strategy in ("model", "golden"):
+        s = scope(focus, backlash_um=1.5, photons_at_white=2000.0, seed=3)
+        found[strategy] = autofocus(s, s, z_min=-50, z_max=50, strategy=strategy)
+        assert abs(s.actual_um - s.z_focus_um) <= DEPTH_OF_FIELD_UM, strategy
+    model = found["model"]
+    assert model.snaps <= 0.6 * found["golden"].snaps and model.snaps <= 16
+    # The coarse sweep is a sixth of the range apart and stops past the peak.
+    assert 3 <= model.coarse_snaps <= 7 and model.coarse_snaps < model.snaps
+    coarse = [z for z, _ in model.curve[: model.coarse_snaps]]
+    assert np.allclose(np.diff(coarse), 100 / 6)
+    assert 0 < model.uncertainty_um < 1.0 and model.as_dict()["coarse_snaps"] == model.coarse_snaps
+
+
+def test_the_curve_model_finds_a_cusp_s_apex_exactly():
+    """A symmetric cusp's apex from samples either side (as numpy's least squares would
+    find it by brute force), and from three coarse samples by symmetry."""
+    zs = [-6.0, -4.5, -1.0, 0.5, 2.0, 5.5]
+    values = [10.0 - 0.8 * abs(z - 0.7) for z in zs]
+    apex, error, top, slope = _cusp_fit(zs, values)
+    assert apex == pytest.approx(0.7, abs=0.05) and top == pytest.approx(10.0, abs=0.05)
+    assert slope == pytest.approx(0.8, abs=0.01) and error < 0.01
+    assert _cusp_fit([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) is None  # no falling flank
+    # A broad curve that falls ever slower (convex flanks): symmetry, not the shape, places it.
+    points = [(z, 0, 1.0 / (1.0 + abs(z - 3.0) / 20.0), True) for z in (-50.0, -25.0, 0.0, 25.0)]
+    assert _symmetric_vertex(points, 2) == pytest.approx(3.0, abs=1.5)
 
 
 def test_nothing_outside_the_range_is_ever_commanded_and_the_end_is_approached_from_below():
