@@ -284,17 +284,15 @@ def autofocus(
     if tolerance_um is not None and not tolerance_um > 0:
         raise ValueError(f"`tolerance_um` must be > 0, got {tolerance_um!r}")
 
-    def score(image: np.ndarray) -> float:
-        return normalised_sharpness(measure_frame(image, backend=backend), measure)
-
     def both(image: np.ndarray) -> tuple[float, float]:
         scores = measure_frame(image, backend=backend)
         return (normalised_sharpness(scores, measure),
                 normalised_sharpness(scores, "variance_nc"))  # fmt: skip
 
     session = _Session(
-        stage, camera, z_min, z_max, backlash_um, both if strategy == "model" else score
-    )
+        stage, camera, z_min, z_max, backlash_um,
+        both if strategy == "model" else found_score(measure, backend),
+    )  # fmt: skip
     best_z, uncertainty, reason = (z_min + z_max) / 2, (z_max - z_min) / 2, "converged"
     try:
         if strategy == "model":
@@ -351,11 +349,10 @@ def model_search(
     z_min, z_max = session.z_min, session.z_max
     reason = "converged"
     steps = int(round((z_max - z_min) / coarse)) + 1
-    coarse_points = []
+    start = len(session.points)
     for k in range(steps):
         session.sample(z_min + k * coarse)
-        coarse_points.append(session.points[-1])
-        broad = [p[2] for p in coarse_points]
+        broad = [p[2] for p in session.points[start:]]
         top = int(np.argmax(broad))
         if (
             early_stop
@@ -366,6 +363,7 @@ def model_search(
             reason = "peak passed"
             break
     session.coarse_snaps = session.snaps
+    coarse_points = session.points[start:]
     focused = [p[1] for p in coarse_points]
     stands_out = _stands_out(coarse_points, int(np.argmax(focused)), 1.5 * coarse)
     column = 1 if stands_out else 2
@@ -388,11 +386,11 @@ def model_search(
         if probes >= high:
             break
         pending = []
-        # Unsettled samples (a probe just above z_min, the play maybe not taken up) are
-        # not where they were commanded: they neither bracket nor fit.
         every = sorted(session.points)
         top = int(np.argmax([p[1] for p in every]))
         stands_out = stands_out or _stands_out(every, top, 2 * offset)
+        # Unsettled samples (a probe just above z_min, the play maybe not taken up) are
+        # not where they were commanded: they neither bracket nor fit.
         points = [p for p in every if p[3]]
         column = 1 if stands_out else 2
         values = [p[column] for p in points]
@@ -742,10 +740,9 @@ class FocusTracker:
         self.reacquired = 0
         self._recent: collections.deque[float] = collections.deque(maxlen=3)
 
-        def score(image: np.ndarray) -> float:
-            return normalised_sharpness(measure_frame(image, backend=backend), measure)
-
-        self._session = _Session(stage, camera, z_min, z_max, backlash_um, score)
+        self._session = _Session(
+            stage, camera, z_min, z_max, backlash_um, found_score(measure, backend)
+        )
         self.step_um = step_um
         self.z = self._session.clamp(float(stage.position()))
 
