@@ -121,7 +121,7 @@ class FocusmonEngine(MDAEngine):
         self.range_um, self.roi, self.device, self.options = float(range_um), roi, device, options
         self.results: dict[int | None, AutofocusResult] = {}
         self._trackers: dict[int | None, FocusTracker] = {}
-        self._track: tuple[float, dict[str, Any]] | None = None  # `track`'s step, options
+        self._track: tuple[float | None, dict[str, Any]] | None = None  # `track`'s step, options
 
     # -- the autofocus event ------------------------------------------------------------------
 
@@ -139,9 +139,10 @@ class FocusmonEngine(MDAEngine):
         p_index = event.index.get("p", None)
         tracker = self._trackers.get(p_index)
         if tracker is not None:  # a time-lapse: follow the drift with a few probe snaps
-            found = tracker.update()
-            result = AutofocusResult(found, [], tracker.step_um, tracker.snaps, 0, "tracked",
-                                     "track")  # fmt: skip
+            before = tracker.snaps
+            found = tracker.update()  # the snaps of this update alone, not the tracker's total
+            result = AutofocusResult(found, [], tracker.step_um, tracker.snaps - before, 0,
+                                     "tracked", "track")  # fmt: skip
         else:
             result = autofocus(stage, camera, z_min=here - self.range_um,
                                z_max=here + self.range_um, **self.options)  # fmt: skip
@@ -157,25 +158,33 @@ class FocusmonEngine(MDAEngine):
         log.info("autofocus at position %s: %.3f µm (%+.3f), %d snaps", p_index, result.z,
                  result.z - here, result.snaps)  # fmt: skip
 
-    def track(self, step_um: float, **options: Any) -> None:
+    def track(self, step_um: float | None = None, **options: Any) -> None:
         """From now on, an autofocus event at a position searched before follows the focus
-        with `~focusmon.autofocus.FocusTracker` (three probe snaps ``step_um`` apart)
-        instead of a full search: a time-lapse between time points."""
-        if not step_um > 0:
-            raise ValueError(f"`step_um` must be > 0, got {step_um!r}")
-        self._track = (float(step_um), options)
+        with `~focusmon.autofocus.FocusTracker` (three probe snaps ``step_um`` apart; by
+        default sized from the curve the position's search measured, as
+        `FocusTracker.after` does) instead of a full search: a time-lapse between time
+        points."""
+        if step_um is not None and not (math.isfinite(step_um) and step_um > 0):
+            raise ValueError(f"`step_um` must be a finite number > 0, got {step_um!r}")
+        self._track = (None if step_um is None else float(step_um), options)
 
     def setup_event(self, event: MDAEvent) -> None:
         super().setup_event(event)
         p_index = event.index.get("p", None)
         if self._track is not None and p_index in self.results and p_index not in self._trackers:
             step, options = self._track
-            core = self.mmcore
-            z = self.results[p_index].z
-            self._trackers[p_index] = FocusTracker(
-                MMStage(core, self.device), MMCamera(core, self.roi), z_min=z - self.range_um,
-                z_max=z + self.range_um, step_um=step, **options,
+            core, found = self.mmcore, self.results[p_index]
+            self._trackers[p_index] = FocusTracker.after(
+                found, MMStage(core, self.device), MMCamera(core, self.roi),
+                z_min=found.z - self.range_um, z_max=found.z + self.range_um,
+                **{"step_um": step, **self._shared_options(), **options},
             )  # fmt: skip
+
+    def _shared_options(self) -> dict[str, Any]:
+        """The search's options a tracker takes too: the same drive, measure and backend."""
+        return {
+            k: v for k, v in self.options.items() if k in ("backlash_um", "measure", "backend")
+        }
 
     # -- the frames' metadata -----------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def test_a_time_lapse_tracks_the_drift_between_time_points_with_few_snaps():
         engine = use_focusmon_autofocus(
             core, range_um=25.0, backlash_um=0.0, roi=(32, 32, 192, 192)
         )
-        engine.track(step_um=1.0)
+        engine.track()  # probes sized from the first search's curve
         sequence = useq.MDASequence(
             time_plan=useq.TIntervalLoops(interval=0, loops=8),
             autofocus_plan=useq.AxesBasedAF(autofocus_device_name="Z", axes=("t",)),
@@ -77,6 +77,10 @@ def test_a_time_lapse_tracks_the_drift_between_time_points_with_few_snaps():
     assert len(frames) == 8
     assert all(abs(defocus) <= 2 * DEPTH_OF_FIELD_UM for _, defocus, _ in frames), frames
     assert engine.results[None].reason == "tracked"
+    # The probes a third of the curve's half width apart (a tracked result's uncertainty).
+    assert 0.2 < engine.results[None].uncertainty_um < 3.0
+    # Each frame's metadata: the snaps of the autofocus event that placed it.
+    assert [meta["focusmon_autofocus"]["snaps"] for _, _, meta in frames[1:]] == [3] * 7
     # The first a search (~35 snaps), the other seven three probe snaps each: a search at
     # every time point would be over 200.
     assert searched < 35 + 7 * 3 + 15, searched
@@ -93,3 +97,5 @@ def test_the_adapters_refuse_what_they_cannot_use():
             MMCamera(core, roi=(0, 0, 2, 2))
         with pytest.raises(ValueError, match="range_um"):
             FocusmonEngine(core, range_um=0)
+        with pytest.raises(ValueError, match="step_um"):
+            FocusmonEngine(core).track(step_um=float("nan"))
