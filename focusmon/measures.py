@@ -86,13 +86,16 @@ class FocusRecord:
     scores: FocusScores
     kernel_ms: float
     tiles: FocusMap | None = None  # the focus map, when a grid was asked for
+    qp: float | None = None  # the encoder's quantiser, where asked for and told
 
     def as_dict(self) -> dict[str, object]:
-        """``{"index", "pts", <the measures>}``, and ``"tiles"`` (`FocusMap.as_dict`)
-        with a grid: one line of ``focusmon score``."""
+        """``{"index", "pts", <the measures>}``, ``"tiles"`` (`FocusMap.as_dict`) with a
+        grid and ``"qp"`` where the decoder told it: one line of ``focusmon score``."""
         out = {"index": self.index, "pts": self.pts, **self.scores.as_dict()}
         if self.tiles is not None:
             out["tiles"] = self.tiles.as_dict()
+        if self.qp is not None:
+            out["qp"] = self.qp
         return out
 
 

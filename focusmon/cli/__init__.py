@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import getpass
 import json
 import logging
@@ -110,13 +111,17 @@ def _know_secrets(args: argparse.Namespace, config: WatchConfig) -> None:
 # -- score and peak -----------------------------------------------------------------------------
 
 
-def _open(args: argparse.Namespace) -> tuple[WatchConfig, Backend, Source]:
-    """The configuration, the backend and the opened source of ``score`` and ``peak``."""
+def _open(
+    args: argparse.Namespace, *, quantiser: bool = False
+) -> tuple[WatchConfig, Backend, Source]:
+    """The configuration, the backend and the opened source of ``score`` and ``peak`` (with
+    ``quantiser``, asking the decoder for each frame's quantiser)."""
     config = _config(args)
     spec, service = config.streams[0], config.service
     backend = resolve_backend(service.backend, **service.backend_options)
+    options = dataclasses.replace(spec.options, quantiser=True) if quantiser else spec.options
     try:
-        return config, backend, open_source(spec.source, spec.options)
+        return config, backend, open_source(spec.source, options)
     except SourceError as exc:
         backend.close()
         raise _StartError(str(exc)) from None  # PyAV's error may name the URL's credentials
@@ -167,7 +172,8 @@ def _peak(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401 (checked before the work, not after)
         except ImportError:
             raise ConfigError("--plot needs matplotlib: pip install 'focusmon[plot]'") from None
-    config, backend, source = _open(args)
+    # The quantisers: a heavily compressed sweep's peak is found otherwise (`find_peak`).
+    config, backend, source = _open(args, quantiser=True)
     measure = args.peak_measure
     tracker = PeakTracker(measure=measure) if source.live else None
     records = []
@@ -177,7 +183,7 @@ def _peak(args: argparse.Namespace) -> int:
             for record in _scored(source, backend, config, tiles=args.tiles):
                 records.append(record)
                 progress.advance()
-                if tracker is not None and tracker.push(record.scores) is not None:
+                if tracker is not None and tracker.push(record.scores, record.qp) is not None:
                     break  # a live sweep: the curve has passed its peak
     finally:
         progress.close()
@@ -191,7 +197,9 @@ def _peak(args: argparse.Namespace) -> int:
     channels: list[dict] = []
     if layout is not None:  # a z-stack, maybe of several channels: each its own curve
         records, channels = _channels(records, layout, measure, args.channel)
-    peak = find_peak([r.scores for r in records], measure=measure)
+    qps = [r.qp for r in records if r.qp is not None]
+    quantiser = float(np.median(qps)) if qps else None
+    peak = find_peak([r.scores for r in records], measure=measure, quantiser=quantiser)
     indices = [r.index for r in records]
     result = {
         "best_index": indices[peak.best_index],
@@ -200,6 +208,8 @@ def _peak(args: argparse.Namespace) -> int:
         "measure": peak.measure,
         "scores": peak.values,
     }
+    if quantiser is not None:  # the decoder told how coarsely the frames were quantised
+        result.update({"quantiser": quantiser, "compressed": peak.compressed})
     if channels:
         chosen = next(c for c in channels if c["chosen"])
         result.update({k: chosen[k] for k in ("channel", "peak_z_index", "peak_z_um")})

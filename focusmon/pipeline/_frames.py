@@ -12,6 +12,7 @@ so analysis never falls behind real time.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -197,4 +198,6 @@ def analyse(
         scale=frame.scale, offset=frame.offset, tiles=tiles,
     )  # fmt: skip
     source.stats.analysed += 1
+    if frame.qp is not None:
+        record = dataclasses.replace(record, qp=frame.qp)
     return record

@@ -33,12 +33,13 @@ from ._alerts import (
 from ._best import BestFrame, BestFramePicker
 from ._field import FieldFit, fit_field
 from ._history import KeptFrame, StreamHistory
-from ._peak import Peak, PeakTracker, find_peak, peak_position
+from ._peak import COMPRESSED_QP, Peak, PeakTracker, find_peak, peak_position
 from ._ring import FrameSlots
 from ._score import SHARPNESS, normalised_sharpness
 from ._views import ViewWatch, ssim_map, thumbnail
 
 __all__ = [
+    "COMPRESSED_QP",
     "CONNECTING",
     "SHARPNESS",
     "STATES",

@@ -23,6 +23,16 @@ FINE, COARSE = "tenengrad_nc", "variance_nc"
 DIM_CONTRAST = 0.15
 #: The coarse measure's broad peak is not trusted this close (in frames) to a sweep's end.
 COARSE_EDGE = 1.5
+#: A sweep whose encoder quantised its frames at this H.264 QP or coarser (the median over
+#: the sweep, as the decoder tells it) is heavily compressed (see `find_peak`). x264 at
+#: crf 18 gave QP 15-19 on the benchmark's sweeps (22-24 when noisy), at crf 30 26-33.
+COMPRESSED_QP = 25.0
+#: `PeakTracker` stops a sweep only once its peak stands this many times the curve's
+#: frame-to-frame jitter above its floor: the first frames of a sparse, dim field (beads)
+#: are noise about the floor, whose spikes fall "below half the peak" soon enough. (On the
+#: benchmark's sweeps, 3 took away its wrong stops on beads and 10-20 photons and no
+#: right one; 5 and 8 delayed a stop in `combined` onto a wrong peak.)
+STREAM_PROMINENCE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +49,22 @@ class Peak:
         The measure the normalised score was made from.
     values : list of float
         The normalised score of every frame, in sweep order.
+    compressed : bool
+        Whether the sweep was judged heavily compressed (its median quantiser at least
+        `COMPRESSED_QP`): then the peak is the top of the 3-frame median curve, not the
+        fit of its top (see `find_peak`).
     """
 
     best_index: int
     position: float
     measure: str
     values: list[float]
+    compressed: bool = False
 
 
-def find_peak(scores: Sequence[FocusScores], *, measure: str = AUTO) -> Peak:
+def find_peak(
+    scores: Sequence[FocusScores], *, measure: str = AUTO, quantiser: float | None = None
+) -> Peak:
     """The in-focus frame of a focus sweep.
 
     Parameters
@@ -57,6 +74,10 @@ def find_peak(scores: Sequence[FocusScores], *, measure: str = AUTO) -> Peak:
     measure : str
         The measure to normalise (see `normalised_sharpness`), or ``auto`` (the default):
         ``tenengrad_nc``, or ``variance_nc`` for a dim sweep where it does better (below).
+    quantiser : float, optional
+        The median of the frames' quantisers on H.264's QP scale, where the decoder tells
+        them (`focusmon.source.SourceOptions.quantiser`; `LumaFrame.qp`). From
+        `COMPRESSED_QP` up the sweep is heavily compressed (below).
 
     Returns
     -------
@@ -85,6 +106,18 @@ def find_peak(scores: Sequence[FocusScores], *, measure: str = AUTO) -> Peak:
     frames of an end (its broad peak cut off by the end leans outward). On simulated
     dim sweeps that took the hit rate from 82-90 % to 97-100 % (`bench/bench_decisions.py`).
 
+    A heavily compressed sweep (``quantiser`` at least `COMPRESSED_QP`: an IP camera's
+    stream, H.264 at crf 30 and above) breaks the third step. The encoder codes each frame
+    as a prediction from earlier ones plus a quantised residual; past the focus, the detail
+    the blur should remove is a residual too fine to survive the quantiser, so frames keep
+    their predecessors' sharpness (often whole runs of repeated frames) and the curve falls
+    late and slowly: a plateau after the focus, whose fitted centre lies 2-4 frames late.
+    There the peak is the top of the curve's 3-frame running median (a one-frame spike of
+    a finer-quantised frame is not a peak), the plateau's start: on the benchmark's sweeps
+    at crf 30, 35 and 40 that took the hit rate from 92-95 %, 82-88 % and 60-70 % to 98 %,
+    92-98 % and 85-88 %. The noise compensation stays (at these quantisers the sensor
+    noise is gone, and with it what it subtracts), the dim-sweep choice is not made.
+
     Raises
     ------
     ValueError
@@ -92,6 +125,14 @@ def find_peak(scores: Sequence[FocusScores], *, measure: str = AUTO) -> Peak:
     """
     if len(scores) == 0:
         raise ValueError("`scores` is empty: a sweep needs at least one frame")
+    if quantiser is not None and not math.isfinite(quantiser):
+        raise ValueError(f"`quantiser` must be a finite number, got {quantiser!r}")
+    if quantiser is not None and quantiser >= COMPRESSED_QP:
+        _check_measure(measure)
+        measure = FINE if measure == AUTO else measure
+        values = _curve(scores, measure)
+        best, position = _median_top(values)
+        return Peak(best, position, measure, values.tolist(), compressed=True)
     if measure == AUTO:
         measure, values, position = _auto_measure(scores)
     else:
@@ -101,6 +142,20 @@ def find_peak(scores: Sequence[FocusScores], *, measure: str = AUTO) -> Peak:
     n = values.size
     best = min(max(round(position), 0), n - 1)
     return Peak(best, position, measure, values.tolist())
+
+
+def _median_top(values: np.ndarray) -> tuple[int, float]:
+    """The frame at the top of the curve's 3-frame running median (the first, where it is
+    flat), and a position refined within half a frame by the Gaussian through it and its
+    neighbours (over the least of the three)."""
+    smooth = np.asarray(_median3(values.tolist()), np.float64)
+    top = int(np.argmax(smooth))
+    if 0 < top < smooth.size - 1:
+        near = smooth[top - 1 : top + 2]
+        vertex = _gaussian_vertex(np.arange(top - 1, top + 2.0), near - near.min() * 0.999)
+        if vertex is not None:
+            return top, float(min(max(vertex, top - 0.5), top + 0.5))
+    return top, float(top)
 
 
 def _check_measure(measure: str) -> None:
@@ -220,7 +275,8 @@ class PeakTracker:
     median: in a dim sweep a dip or spike of the noise would look like the peak passing
     (on the simulated dim sweeps of `bench/bench_decisions.py`, three seeds, it stopped
     on a wrong peak in 21 of 120 watching Tenengrad alone, in none now). The peak is then
-    found as `find_peak` finds it.
+    found as `find_peak` finds it, told the median of the quantisers pushed with the
+    frames (``qp``, `LumaFrame.qp`).
     """
 
     def __init__(self, *, measure: str = AUTO, drop: float = 0.5, patience: int = 3):
@@ -234,11 +290,16 @@ class PeakTracker:
         self._values: list[float] = []  # the measure's curve, or auto's fine one
         self._coarse: list[float] = []  # auto: the coarse curve and the cancelled noise
         self._noise: list[float] = []
+        self._qps: list[float] = []
         self._below = 0
         self.peak: Peak | None = None
 
-    def push(self, scores: FocusScores) -> Peak | None:
+    def push(self, scores: FocusScores, qp: float | None = None) -> Peak | None:
+        """Add the next frame (and its quantiser, where the decoder tells it); the peak the
+        first time the curve has clearly passed it, else None."""
         self._scores.append(scores)
+        if qp is not None and math.isfinite(qp):
+            self._qps.append(float(qp))
         auto = self.measure == AUTO
         self._values.append(normalised_sharpness(scores, FINE if auto else self.measure))
         if auto:
@@ -252,16 +313,27 @@ class PeakTracker:
         if auto:  # a one-frame spike of noise is not a peak
             values = _median3(values)
         value, floor, best = values[-1], min(values), max(values)
-        if best <= floor:
+        if best <= floor or not _stands_out(values):
             return None
         passed = (
             value - floor < self._drop * (best - floor) and values.index(best) < len(values) - 1
         )
         self._below = self._below + 1 if passed else 0
         if self._below >= self._patience:
-            self.peak = find_peak(self._scores, measure=self.measure)
+            self.peak = find_peak(self._scores, measure=self.measure, quantiser=self.quantiser)
             return self.peak
         return None
+
+    @property
+    def quantiser(self) -> float | None:
+        """The median quantiser of the frames pushed with one (None: none was)."""
+        return float(np.median(self._qps)) if self._qps else None
+
+
+def _stands_out(values: list[float]) -> bool:
+    """Whether the curve's peak stands `STREAM_PROMINENCE` times its frame-to-frame jitter
+    above its floor (as `_prominence` measures them)."""
+    return _prominence(np.asarray(values, np.float64)) >= STREAM_PROMINENCE
 
 
 def _median3(values: list[float]) -> list[float]:

@@ -14,7 +14,7 @@ import av
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from .._errors import ConfigError, SourceError, check_int, check_positive
-from ._frame import LumaFrame, Timeline, luma_of
+from ._frame import LumaFrame, Timeline, luma_of, quantiser_of
 
 log = logging.getLogger("focusmon.source")
 
@@ -84,6 +84,10 @@ class SourceOptions:
         The largest frame or image (width x height) read: a larger one is refused before
         it is decoded, since a small file may declare a huge picture (a 2.7 MB PNG of
         30000 x 30000 would take 5 GB). The default, 100 megapixels, is 12K video.
+    quantiser : bool
+        Ask the decoder for each frame's quantiser (FFmpeg's exported encoding
+        parameters; H.264 tells them) into `LumaFrame.qp`: how much of the finest detail
+        the encoder threw away, which `focusmon.scheduler.find_peak` takes into account.
     """
 
     every: int = 1
@@ -104,6 +108,7 @@ class SourceOptions:
     hw_frames: bool = False
     show_query_keys: tuple[str, ...] = ()
     max_pixels: int = 100_000_000
+    quantiser: bool = False
 
     def __post_init__(self) -> None:
         check_int("max_pixels", self.max_pixels, 1)
@@ -265,6 +270,9 @@ class Source:
             context.skip_frame = "NONKEY"
         # FFmpeg's own limit, for a stream whose frames grow later than its header says.
         context.options = {**context.options, "max_pixels": str(self.options.max_pixels)}
+        want_qp = self.options.quantiser
+        if want_qp:  # the per-block parameters come as each frame's side data
+            context.options = {**context.options, "export_side_data": "venc_params"}
         rate = stream.average_rate or stream.guessed_rate
         timeline = self._timeline  # one per source: continuous across reconnects
         timeline.set_step(1.0 / float(rate) if rate else None)
@@ -315,7 +323,8 @@ class Source:
                 stats.last_time = t
                 if keep(index, t):
                     luma, scale, offset = luma_of(frame)
-                    yield LumaFrame(luma, index, t, scale, offset, now, bool(key_since))
+                    qp = quantiser_of(frame) if want_qp else None
+                    yield LumaFrame(luma, index, t, scale, offset, now, bool(key_since), qp)
                     key_since = False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import struct
 from dataclasses import dataclass
 
 import av
@@ -39,6 +40,10 @@ class LumaFrame:
         ``(sample - offset) * scale`` is the sample in 8-bit full-range grey levels.
     arrival : float or None
         ``time.monotonic()`` when the decoder delivered the frame (live sources).
+    qp : float or None
+        The encoder's mean quantiser on this frame (H.264's QP scale, `quantiser_of`),
+        where the source was asked for it (``SourceOptions.quantiser``) and the codec
+        tells it; None otherwise.
     key : bool
         A keyframe was decoded since the previous frame handed on (this one, or one that
         ``every``/``max_fps`` skipped): a picture coded whole, not from the last one.
@@ -52,6 +57,7 @@ class LumaFrame:
     offset: float = 0.0
     arrival: float | None = None
     key: bool = True
+    qp: float | None = None
 
 
 def range_mapping(bits: int, full_range: bool) -> tuple[float, float]:
@@ -107,6 +113,39 @@ def luma_of(frame: av.VideoFrame) -> tuple[np.ndarray, float, float]:
     except (av.error.FFmpegError, ValueError) as exc:
         raise SourceError(f"unsupported pixel format {name!r}: {exc}") from exc
     return _plane_view(gray, _U16 if bits > 8 else np.uint8), *range_mapping(bits, True)
+
+
+#: FFmpeg's AVVideoEncParams: nb_blocks (uint, padded), blocks_offset and block_size
+#: (size_t), type (enum), qp (int32); then the blocks, each AVVideoBlockParams: src_x,
+#: src_y, w, h, delta_qp (int32). libavutil/video_enc_params.h.
+_ENC_PARAMS_HEAD = struct.Struct("<I4xQQii")
+_ENC_BLOCK = np.dtype([("x", "<i4"), ("y", "<i4"), ("w", "<i4"), ("h", "<i4"), ("dqp", "<i4")])
+_ENC_PARAMS_H264 = 1  # AV_VIDEO_ENC_PARAMS_H264: the H.264 (and HEVC-like) 0-51 scale
+
+
+def quantiser_of(frame: av.VideoFrame) -> float | None:
+    """The mean quantiser (H.264's QP, 0-51) the encoder used on ``frame``: the frame's QP
+    plus its blocks' deltas, weighted by their area; None where the decoder exported no
+    H.264 encoding parameters (open the decoder with ``export_side_data=venc_params``).
+    How coarsely the picture was quantised: the finest detail it lost."""
+    for data in frame.side_data:
+        if data.type.name != "VIDEO_ENC_PARAMS":
+            continue
+        raw = bytes(data)
+        if len(raw) < _ENC_PARAMS_HEAD.size:
+            return None
+        n, offset, size, kind, qp = _ENC_PARAMS_HEAD.unpack_from(raw)
+        if kind != _ENC_PARAMS_H264:
+            return None
+        if n == 0 or size != _ENC_BLOCK.itemsize or offset + n * size > len(raw):
+            return float(qp)
+        blocks = np.frombuffer(raw, _ENC_BLOCK, n, offset)
+        area = blocks["w"].astype(np.float64) * blocks["h"]
+        total = float(area.sum())
+        if not total > 0:
+            return float(qp)
+        return float(qp + float((blocks["dqp"] * area).sum()) / total)
+    return None
 
 
 class DeviceLuma:

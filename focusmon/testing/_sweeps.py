@@ -55,6 +55,7 @@ def focus_sweep(
     bits: int = 8,
     exposure: float = 0.75,
     tilt: tuple[float, float] = (0.0, 0.0),
+    shake_px: float = 0.0,
     rng: np.random.Generator | int | None = None,
 ) -> Sweep:
     """Render a focus sweep of ``image`` through focus.
@@ -86,6 +87,10 @@ def focus_sweep(
         A tilted slide or sensor: the focal plane's slope, frames of focus per 100 px to
         the right and downward. Each pixel is blurred by its own distance from it (blurs
         at radii 0.25 px apart, blended linearly).
+    shake_px : float
+        A shaking camera: each frame's image is translated by a random amount, uniform in
+        ``±shake_px`` along each axis (sub-pixel amounts shift the band-limited image
+        exactly, by its Fourier phase; the borders are mirrored, not wrapped).
     rng : Generator, int or None
         Random source or seed.
 
@@ -97,6 +102,8 @@ def focus_sweep(
         raise ValueError(f"`n_frames` must be >= 2, got {n_frames!r}")
     if not 0 <= focus <= n_frames - 1:
         raise ValueError(f"`focus` must lie in [0, {n_frames - 1}], got {focus!r}")
+    if not (np.isfinite(shake_px) and 0 <= shake_px <= SHAKE_MAX_PX):
+        raise ValueError(f"`shake_px` must lie in [0, {SHAKE_MAX_PX}], got {shake_px!r}")
     rng = np.random.default_rng(rng)
     k = np.arange(n_frames, dtype=np.float64)
     radii = np.abs(k - focus) * step_px
@@ -108,10 +115,13 @@ def focus_sweep(
     h, w = scene.shape
     yy, xx = np.mgrid[0:h, 0:w]
     plane = tilt[0] * (xx - w / 2) / 100.0 + tilt[1] * (yy - h / 2) / 100.0
+    shifts = rng.uniform(-shake_px, shake_px, (n_frames, 2)) if shake_px else None
     frames = [
         expose(
-            _tilted_defocus(scene, np.abs(kk - focus - plane) * step_px) if any(tilt)
-            else defocus(scene, float(r)),
+            _defocused(
+                scene if shifts is None else _shifted(scene, *shifts[int(kk)]),
+                float(r), np.abs(kk - focus - plane) * step_px if any(tilt) else None,
+            ),
             light=float(lv),
             photons_at_white=photons_at_white,
             read_noise_e=read_noise_e,
@@ -121,6 +131,28 @@ def focus_sweep(
         for kk, r, lv in zip(k, radii, light, strict=True)
     ]  # fmt: skip
     return Sweep(frames, int(np.argmin(radii)), float(focus), radii, light, bits, *tilt)
+
+
+#: `focus_sweep`'s largest shake (px): the mirrored margin the shift is taken in.
+SHAKE_MAX_PX = 8.0
+
+
+def _defocused(scene: np.ndarray, radius: float, radii: np.ndarray | None) -> np.ndarray:
+    """``scene`` blurred by ``radius``, or by each pixel's own ``radii`` (a tilt)."""
+    return defocus(scene, radius) if radii is None else _tilted_defocus(scene, radii)
+
+
+def _shifted(scene: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``scene`` translated by (dx, dy) px: a Fourier phase ramp on the mirrored scene (a
+    sub-pixel shift without the low-pass of an interpolation), cropped back."""
+    margin = int(SHAKE_MAX_PX) + 1
+    padded = np.pad(scene, margin, mode="reflect")
+    h, w = padded.shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    ramp = np.exp(-2j * np.pi * (fx * dx + fy * dy))
+    moved = np.fft.irfft2(np.fft.rfft2(padded) * ramp, s=(h, w))
+    return moved[margin:-margin, margin:-margin].astype(np.float32)
 
 
 #: The radii a tilted sweep's blurs are rendered at are this far apart, in pixels.

@@ -18,7 +18,7 @@ SWEEPS_PER_CONDITION = 2
 
 @pytest.fixture(scope="module")
 def sweeps() -> list[bench.SweepResult]:
-    return bench.evaluate_sweeps(list(bench.CONDITIONS), SWEEPS_PER_CONDITION, seed=11)
+    return bench.evaluate_sweeps(list(bench.EASY), SWEEPS_PER_CONDITION, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,14 @@ def clip() -> bench.ClipResult:
 
 
 def test_sweeps_cover_every_condition_and_both_codecs(sweeps: list[bench.SweepResult]) -> None:
-    assert [r.condition for r in sweeps[::SWEEPS_PER_CONDITION]] == list(bench.CONDITIONS)
+    assert [r.condition for r in sweeps[::SWEEPS_PER_CONDITION]] == list(bench.EASY)
     assert {r.lossless for r in sweeps} == {True, False}
     for r in sweeps:
         assert 0 <= r.truth < r.n_frames
         assert set(r.chosen) == {*bench.RAW_MEASURES, "focusmon"}
 
 
-@pytest.mark.parametrize("condition", list(bench.CONDITIONS))
+@pytest.mark.parametrize("condition", list(bench.EASY))
 def test_find_peak_is_within_one_frame(sweeps: list[bench.SweepResult], condition: str) -> None:
     misses = [
         (r.image, r.truth, r.chosen["focusmon"])
@@ -97,3 +97,31 @@ def test_recipe_scoring_counts_alarms_and_delays() -> None:
     assert event.alerted and event.delay_s == pytest.approx(0.5)
     assert score.false_blurred_day == 0 and score.false_blurred_night == 1
     assert score.night_dark_or_ok == pytest.approx(0.25)
+
+
+#: The hard conditions where `find_peak` meets its goal on the benchmark (two seeds).
+HARD_MET = ("h264_crf30", "photon_starved", "shaking", "beads", "saturating", "at_an_end")
+
+
+@pytest.fixture(scope="module")
+def hard_sweeps() -> list[bench.SweepResult]:
+    return bench.evaluate_sweeps(list(bench.HARD), SWEEPS_PER_CONDITION, seed=11)
+
+
+def test_the_hard_conditions_render_what_they_say(hard_sweeps: list[bench.SweepResult]) -> None:
+    assert [r.condition for r in hard_sweeps[::SWEEPS_PER_CONDITION]] == list(bench.HARD)
+    by = {c: [r for r in hard_sweeps if r.condition == c] for c in bench.HARD}
+    assert all(not r.lossless for c in ("h264_crf30", "h264_crf35", "h264_crf40") for r in by[c])
+    assert all(r.image == "beads" and r.lossless for r in by["beads"])
+    assert all(min(r.truth, r.n_frames - 1 - r.truth) <= 2 for r in by["at_an_end"])
+
+
+@pytest.mark.parametrize("condition", HARD_MET)
+def test_find_peak_is_within_one_frame_where_hard_too(
+    hard_sweeps: list[bench.SweepResult], condition: str
+) -> None:
+    group = [r for r in hard_sweeps if r.condition == condition]
+    misses = [(r.image, r.truth, r.chosen["focusmon"]) for r in group if r.error("focusmon") > 1]
+    assert group and not misses, f"{condition}: (image, truth, chosen) {misses}"
+    wrong = [(r.image, r.truth, r.streamed) for r in group if r.stopped_wrong]
+    assert not wrong, f"{condition}: streaming stopped on a wrong peak {wrong}"

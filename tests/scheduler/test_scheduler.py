@@ -28,6 +28,7 @@ from focusmon.scheduler import (
     normalised_sharpness,
     signal_valid,
 )
+from focusmon.scheduler import _peak as peak_module
 
 
 @dataclass(frozen=True)
@@ -137,13 +138,15 @@ def test_a_real_sweep_through_the_kernels(camera):
     assert abs(find_peak(scores).position - 9.0) <= 1
 
 
-def test_a_dim_sweep_is_found_on_its_coarse_detail():
+def test_a_dim_sweep_is_found_on_its_coarse_detail(monkeypatch):
     """40 photo-electrons at white, 16-bit micrographs: Tenengrad's fine detail drowns in
     photon noise, the variance's coarse detail does not. Streamed, the tracker must not
-    stop on a dip of the noise and report a wrong peak."""
+    stop on a dip of the noise and report a wrong peak: `auto` watches the coarse curve,
+    and no tracker stops before its peak stands out of the jitter (without that rule, one
+    watching Tenengrad stopped wrong in 3 or more of the 8)."""
     cell = skimage.data.cell().astype(np.float32) / 255.0
     auto_hits = fine_hits = 0
-    wrong_stops = {"auto": 0, "tenengrad_nc": 0}
+    wrong_stops = {"auto": 0, "tenengrad_nc": 0, "tenengrad_nc, stopping at once": 0}
     for seed in range(8):
         rng = np.random.default_rng(seed)
         y, x = rng.integers(0, cell.shape[0] - 240), rng.integers(0, cell.shape[1] - 320)
@@ -156,13 +159,17 @@ def test_a_dim_sweep_is_found_on_its_coarse_detail():
         assert auto.measure == "variance_nc"
         auto_hits += abs(auto.best_index - sweep.focus_index) <= 1
         fine_hits += abs(fine.best_index - sweep.focus_index) <= 1
-        for measure in wrong_stops:
-            tracker = PeakTracker(measure=measure)
-            stop = next((p for p in map(tracker.push, scores) if p is not None), None)
+        for name in wrong_stops:
+            with monkeypatch.context() as patch:
+                if name.endswith("at once"):
+                    patch.setattr(peak_module, "STREAM_PROMINENCE", 0.0)
+                tracker = PeakTracker(measure=name.split(",")[0])
+                stop = next((p for p in map(tracker.push, scores) if p is not None), None)
             if stop is not None:
-                wrong_stops[measure] += abs(stop.best_index - sweep.focus_index) > 1
+                wrong_stops[name] += abs(stop.best_index - sweep.focus_index) > 1
     assert auto_hits >= 7 and fine_hits <= 5
-    assert wrong_stops["auto"] <= 1 and wrong_stops["tenengrad_nc"] >= 3
+    assert wrong_stops["auto"] <= 1 and wrong_stops["tenengrad_nc"] <= 1, wrong_stops
+    assert wrong_stops["tenengrad_nc, stopping at once"] >= 3, wrong_stops
 
 
 def dim_sweep(coarse_centre: float, n: int = 21, seed: int = 0) -> list[S]:
