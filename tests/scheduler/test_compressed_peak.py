@@ -92,3 +92,12 @@ def test_peak_on_a_heavily_compressed_file_says_so_and_finds_the_focus(tmp_path,
     assert main(["peak", light, "--backend", "numpy"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["compressed"] is False and abs(result["best_index"] - truth) <= 1
+
+
+def test_score_prints_each_frame_s_quantiser_when_asked(tmp_path, capsys):
+    path, _ = sweep_file(tmp_path, crf=40)
+    assert main(["score", path, "--backend", "numpy", "--quantiser"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 31 and all(COMPRESSED_QP <= line["qp"] <= 51 for line in lines)
+    assert main(["score", path, "--backend", "numpy"]) == 0
+    assert all("qp" not in json.loads(line) for line in capsys.readouterr().out.splitlines())
