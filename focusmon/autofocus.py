@@ -426,7 +426,7 @@ def model_search(
         else:
             fitted, error, top_level, slope = fit
             z = session.clamp(min(max(fitted, z - 2 * width), z + 2 * width))
-            enough = tolerance if tolerance is not None else 0.5 * 0.05 * top_level / slope
+            enough = _fit_bound(tolerance, top_level, slope)
             if stands_out and probes >= low and error <= enough:
                 break
             if not stands_out and probes >= low:
@@ -456,10 +456,16 @@ def _settled_own_fit(
     if fit is None:
         return None
     apex, error, top, slope = fit
-    bound = tolerance if tolerance is not None else 0.5 * 0.05 * top / slope
+    bound = _fit_bound(tolerance, top, slope)
     if error <= share * bound and abs(apex - broad_apex) <= agree * bound:
         return apex, error
     return None
+
+
+def _fit_bound(tolerance: float | None, top: float, slope: float) -> float:
+    """How small a cusp fit's standard error must be: ``tolerance`` if given, else half
+    the distance over which the fitted curve loses 5% (its depth of field)."""
+    return tolerance if tolerance is not None else 0.5 * 0.05 * top / slope
 
 
 def _stands_out(points: list, top: int, distance: float) -> bool:

@@ -42,7 +42,7 @@ import skimage.data
 import focusmon
 from focusmon import kernels, testing
 from focusmon.kernels import FocusMap
-from focusmon.scheduler import AlertSettings, AlertTracker, PeakTracker, find_peak
+from focusmon.scheduler import AlertSettings, AlertTracker, PeakTracker, find_peak, sweep_quantiser
 from focusmon.source import SourceOptions, open_source
 
 #: Micrographs (and a telescope field): lossless 16-bit, like a scientific camera.
@@ -355,7 +355,7 @@ class ScoredSweep:
     @property
     def quantiser(self) -> float | None:
         """The frames' median quantiser (None: the codec told none, as a lossless one)."""
-        return float(np.median(self.quantisers)) if self.quantisers else None
+        return sweep_quantiser(self.quantisers)
 
 
 def score_sweep(
@@ -484,13 +484,16 @@ class SweepRow:
     @property
     def best_raw(self) -> str:
         """The raw measure (other than the plain recipe's) with the most hits."""
-        others = [m for m in RAW_MEASURES if m != "laplacian_var"]
-        return max(others, key=lambda m: (self.hit_rate[m], -self.mean_error[m]))
+        return self._most_hits([m for m in RAW_MEASURES if m != "laplacian_var"])
 
     @property
     def best_of_all_raw(self) -> str:
         """The raw measure, the plain recipe's included, with the most hits."""
-        return max(RAW_MEASURES, key=lambda m: (self.hit_rate[m], -self.mean_error[m]))
+        return self._most_hits(RAW_MEASURES)
+
+    def _most_hits(self, methods: Sequence[str]) -> str:
+        """Of ``methods``, the one with the most hits (then the least mean error)."""
+        return max(methods, key=lambda m: (self.hit_rate[m], -self.mean_error[m]))
 
 
 def summarise_sweeps(results: Sequence[SweepResult]) -> list[SweepRow]:

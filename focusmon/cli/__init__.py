@@ -31,7 +31,7 @@ from ..config import ServiceSettings, WatchConfig, from_args, load, parse_addres
 from ..kernels import Backend
 from ..measures import FocusRecord, resolve_backend
 from ..pipeline import Watcher, score_source
-from ..scheduler import PeakTracker, find_peak, fit_field
+from ..scheduler import PeakTracker, find_peak, fit_field, sweep_quantiser
 from ..sinks import EventFrameSaver, EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
 from ..sinks._auth import add_user, check_name, read_users
 from ..sinks.discovery import DiscoveryEndpoint
@@ -197,8 +197,7 @@ def _peak(args: argparse.Namespace) -> int:
     channels: list[dict] = []
     if layout is not None:  # a z-stack, maybe of several channels: each its own curve
         records, channels = _channels(records, layout, measure, args.channel)
-    qps = [r.qp for r in records if r.qp is not None]
-    quantiser = float(np.median(qps)) if qps else None
+    quantiser = sweep_quantiser([r.qp for r in records])
     peak = find_peak([r.scores for r in records], measure=measure, quantiser=quantiser)
     indices = [r.index for r in records]
     result = {

@@ -127,8 +127,8 @@ def find_peak(
         raise ValueError("`scores` is empty: a sweep needs at least one frame")
     if quantiser is not None and not math.isfinite(quantiser):
         raise ValueError(f"`quantiser` must be a finite number, got {quantiser!r}")
+    _check_measure(measure)
     if quantiser is not None and quantiser >= COMPRESSED_QP:
-        _check_measure(measure)
         measure = FINE if measure == AUTO else measure
         values = _curve(scores, measure)
         best, position = _median_top(values)
@@ -136,12 +136,18 @@ def find_peak(
     if measure == AUTO:
         measure, values, position = _auto_measure(scores)
     else:
-        _check_measure(measure)
         values = _curve(scores, measure)
         position = peak_position(values)
     n = values.size
     best = min(max(round(position), 0), n - 1)
     return Peak(best, position, measure, values.tolist())
+
+
+def sweep_quantiser(qps: Sequence[float | None]) -> float | None:
+    """A sweep's quantiser, as `find_peak` takes it: the median of its frames' (those the
+    decoder told, finite), or None where there is none."""
+    told = [float(q) for q in qps if q is not None and math.isfinite(q)]
+    return float(np.median(told)) if told else None
 
 
 def _median_top(values: np.ndarray) -> tuple[int, float]:
@@ -290,7 +296,7 @@ class PeakTracker:
         self._values: list[float] = []  # the measure's curve, or auto's fine one
         self._coarse: list[float] = []  # auto: the coarse curve and the cancelled noise
         self._noise: list[float] = []
-        self._qps: list[float] = []
+        self._qps: list[float | None] = []
         self._below = 0
         self.peak: Peak | None = None
 
@@ -298,8 +304,7 @@ class PeakTracker:
         """Add the next frame (and its quantiser, where the decoder tells it); the peak the
         first time the curve has clearly passed it, else None."""
         self._scores.append(scores)
-        if qp is not None and math.isfinite(qp):
-            self._qps.append(float(qp))
+        self._qps.append(qp)
         auto = self.measure == AUTO
         self._values.append(normalised_sharpness(scores, FINE if auto else self.measure))
         if auto:
@@ -327,7 +332,7 @@ class PeakTracker:
     @property
     def quantiser(self) -> float | None:
         """The median quantiser of the frames pushed with one (None: none was)."""
-        return float(np.median(self._qps)) if self._qps else None
+        return sweep_quantiser(self._qps)
 
 
 def _stands_out(values: list[float]) -> bool:
