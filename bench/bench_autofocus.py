@@ -205,6 +205,7 @@ def _acquisition(case: dict) -> list[tuple[int, float, int]]:
 
 
 def main() -> None:
+    global Z_MIN, Z_MAX, BLUR_PX_PER_UM  # --range-um and --blur-px-per-um set them
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="24 searches instead of 96")
     parser.add_argument("--seed", type=int, default=0)
@@ -220,7 +221,6 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.range_um > 10 and args.blur_px_per_um > 0):
         parser.error("--range-um must be > 10 and --blur-px-per-um > 0")
-    global Z_MIN, Z_MAX, BLUR_PX_PER_UM
     Z_MIN, Z_MAX, BLUR_PX_PER_UM = -args.range_um, args.range_um, args.blur_px_per_um
     n = 24 if args.quick else 96
     started = time.monotonic()
