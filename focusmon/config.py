@@ -527,8 +527,9 @@ OPTIONS: Mapping[str, Option] = {
                "frames where they were decoded, with no copy through the host", commands=ALL),
         Option("max_pixels", SOURCE, Integer(1), "the largest frame or image read (width x "
                "height): a larger one is refused before it is decoded", commands=ALL),
-        Option("quantiser", SOURCE, Flag(), "read each frame's quantiser from the decoder "
-               "(H.264's QP) and print it as qp (peak always reads it)",
+        Option("quantiser", SOURCE, Flag(), "read each frame's quantiser and picture type "
+               "from the decoder (H.264's QP; I, P or B) and print them as qp and pict_type "
+               "(peak always reads them)",
                commands=("score",)),
         Option("show_query_keys", SOURCE, Names(), "query keys of the source's URL whose "
                "values its name may show (the rest of the query, like the user info, path "

@@ -87,15 +87,19 @@ class FocusRecord:
     kernel_ms: float
     tiles: FocusMap | None = None  # the focus map, when a grid was asked for
     qp: float | None = None  # the encoder's quantiser, where asked for and told
+    pict_type: str | None = None  # and how it coded the frame (I, P, B, ...)
 
     def as_dict(self) -> dict[str, object]:
         """``{"index", "pts", <the measures>}``, ``"tiles"`` (`FocusMap.as_dict`) with a
-        grid and ``"qp"`` where the decoder told it: one line of ``focusmon score``."""
+        grid, and ``"qp"`` and ``"pict_type"`` where the decoder told them: one line of
+        ``focusmon score``."""
         out = {"index": self.index, "pts": self.pts, **self.scores.as_dict()}
         if self.tiles is not None:
             out["tiles"] = self.tiles.as_dict()
         if self.qp is not None:
             out["qp"] = self.qp
+        if self.pict_type is not None:
+            out["pict_type"] = self.pict_type
         return out
 
 

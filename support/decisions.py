@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import av
 import cv2
@@ -42,7 +45,14 @@ import skimage.data
 import focusmon
 from focusmon import kernels, testing
 from focusmon.kernels import FocusMap
-from focusmon.scheduler import AlertSettings, AlertTracker, PeakTracker, find_peak, sweep_quantiser
+from focusmon.scheduler import (
+    AlertSettings,
+    AlertTracker,
+    PeakTracker,
+    find_peak,
+    sweep_bframes,
+    sweep_quantiser,
+)
 from focusmon.source import SourceOptions, open_source
 
 #: Micrographs (and a telescope field): lossless 16-bit, like a scientific camera.
@@ -94,45 +104,59 @@ def random_view(
 
 
 def write_video(
-    path: str, frames: Sequence[np.ndarray], *, lossless: bool, fps: float, crf: int = 18
+    path: str,
+    frames: Sequence[np.ndarray],
+    *,
+    lossless: bool,
+    fps: float,
+    crf: int = 18,
+    tune: str | None = None,
 ) -> None:
     """Encode gray frames: FFV1 gray/gray16le (lossless) or H.264 at ``crf`` in
-    limited-range yuv420p, tagged as such, as a camera sends it."""
+    limited-range yuv420p, tagged as such, as a camera sends it (x264's ``tune``: e.g.
+    ``zerolatency``, a stream without B-frames or look-ahead, as an IP camera's).
+
+    x264 runs in a process of its own (``x264_child.py``): in this one, after other work,
+    it encoded the same frames differently from run to run."""
+    if not lossless:
+        if any(f.dtype != np.uint8 for f in frames):
+            raise ValueError("H.264 here takes 8-bit frames")
+        stack = f"{path}.frames.npy"
+        np.save(stack, np.stack(frames))
+        try:
+            command = [sys.executable, str(X264_CHILD), stack, path, str(round(fps)), str(crf)]
+            done = subprocess.run([*command, *([tune] if tune else [])], capture_output=True,
+                                  text=True, timeout=300)  # fmt: skip
+        finally:
+            os.remove(stack)
+        if done.returncode != 0:
+            raise RuntimeError(f"x264 failed on {path}: {done.stderr.strip()[-500:]}")
+        return
+    fmt = "gray16le" if frames[0].dtype == np.uint16 else "gray"
     height, width = frames[0].shape
     with av.open(path, "w") as out:
-        if lossless:
-            fmt = "gray16le" if frames[0].dtype == np.uint16 else "gray"
-            stream = out.add_stream("ffv1", rate=round(fps))
-            stream.pix_fmt = fmt
-        else:
-            fmt = "yuv420p"
-            stream = out.add_stream("libx264", rate=round(fps))
-            stream.pix_fmt = fmt
-            # One thread: another benchmark may share the machine, and x264's threads made
-            # its output differ from run to run (PyAV's thread count overrides "threads").
-            stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
-            stream.codec_context.thread_count = 1
-            stream.codec_context.color_range = 1  # MPEG (limited) range
+        stream = out.add_stream("ffv1", rate=round(fps))
+        stream.pix_fmt = fmt
         stream.height, stream.width = height, width
         for array in frames:
-            if lossless:
-                frame = av.VideoFrame.from_ndarray(array, format=fmt)
-            else:
-                if array.dtype != np.uint8:
-                    raise ValueError("H.264 here takes 8-bit frames")
-                buffer = np.full((height * 3 // 2, width), 128, np.uint8)
-                buffer[:height] = np.rint(16.0 + array.astype(np.float64) * (219.0 / 255.0))
-                frame = av.VideoFrame.from_ndarray(buffer, format=fmt)
-            out.mux(stream.encode(frame))
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format=fmt)))
         out.mux(stream.encode())
 
 
+#: The H.264 encoder's own process (see `write_video`).
+X264_CHILD = Path(__file__).with_name("x264_child.py")
+
+
 def decode_scores(
-    path: str, tiles: tuple[int, int] | None = None, quantisers: list[float] | None = None
+    path: str,
+    tiles: tuple[int, int] | None = None,
+    quantisers: list[float] | None = None,
+    pict_types: list[str | None] | None = None,
 ) -> tuple[list[focusmon.FocusScores], list[float], list[FocusMap] | None]:
     """Every frame of ``path`` decoded by focusmon and scored: (scores, stream times, and
     with ``tiles`` each frame's focus map over that grid, else None). The frames'
-    quantisers, where the codec tells them, are appended to ``quantisers``."""
+    quantisers, where the codec tells them, are appended to ``quantisers``, and with
+    them their picture types to ``pict_types``."""
     scores, times, maps = [], [], []
     options = SourceOptions(decoder_threads=1, quantiser=quantisers is not None)
     with (
@@ -149,6 +173,8 @@ def decode_scores(
             times.append(float(frame.pts or 0.0))
             if quantisers is not None and frame.qp is not None:
                 quantisers.append(frame.qp)
+                if pict_types is not None:
+                    pict_types.append(frame.pict_type)
     return scores, times, (maps if tiles is not None else None)
 
 
@@ -160,15 +186,18 @@ def through_video(
     workdir: str,
     tiles: tuple[int, int] | None = None,
     crf: int = 18,
+    tune: str | None = None,
     quantisers: list[float] | None = None,
+    pict_types: list[str | None] | None = None,
 ) -> tuple[list[focusmon.FocusScores], list[float], list[FocusMap] | None]:
-    """Encode ``frames`` to a file in ``workdir`` (H.264 at ``crf`` unless ``lossless``),
+    """Encode ``frames`` to a file in ``workdir`` (H.264 at ``crf``, x264's ``tune``, unless
+    ``lossless``),
     decode and score it (with ``tiles``, also each frame's focus map; the quantisers into
-    ``quantisers``), delete it."""
+    ``quantisers`` and the picture types into ``pict_types``), delete it."""
     path = os.path.join(workdir, "sweep.mkv" if lossless else "clip.mp4")
     try:
-        write_video(path, frames, lossless=lossless, fps=fps, crf=crf)
-        scores, times, maps = decode_scores(path, tiles, quantisers)
+        write_video(path, frames, lossless=lossless, fps=fps, crf=crf, tune=tune)
+        scores, times, maps = decode_scores(path, tiles, quantisers, pict_types)
     finally:
         if os.path.exists(path):
             os.remove(path)
@@ -205,6 +234,7 @@ class Condition:
     photons_at_mid_grey: tuple[float, float] | None = None
     read_noise_e: float = 2.0
     crf: int | None = None
+    tune: str | None = None  # x264's tune with crf: "zerolatency" has no B-frames
     shake_px: float = 0.0
     scene: str = "pictures"
     description: str = ""
@@ -254,6 +284,14 @@ CONDITIONS: dict[str, Condition] = {
             )
             for crf in (30, 35, 40)
         ),  # fmt: skip
+        Condition(
+            "h264_crf35_ip",
+            crf=35,
+            tune="zerolatency",
+            hard=True,
+            description="as h264_crf35, through x264's low-latency stream (no B-frames, "
+            "no look-ahead), as an IP camera sends",
+        ),
         Condition(
             "photon_starved",
             photons_at_mid_grey=(10.0, 20.0),
@@ -330,11 +368,13 @@ def run_sweep(condition: Condition, i: int, rng: np.random.Generator, workdir: s
     scored = score_sweep(condition, i, rng, workdir)
     scores = scored.scores
     chosen = {m: int(np.argmax([getattr(s, m) for s in scores])) for m in RAW_MEASURES}
-    # As `focusmon peak` does: the decoder tells the frames' quantiser.
-    chosen["focusmon"] = find_peak(scores, quantiser=scored.quantiser).best_index
+    # As `focusmon peak` does: the decoder tells the frames' quantiser and picture type.
+    told = {"quantiser": scored.quantiser, "bframes": sweep_bframes(scored.pict_types)}
+    chosen["focusmon"] = find_peak(scores, **told).best_index
     tracker = PeakTracker()  # streaming: would the sweep have stopped, and on what?
     qps = scored.quantisers or [None] * len(scores)
-    pushes = (tracker.push(s, qp=q) for s, q in zip(scores, qps, strict=True))
+    picts = scored.pict_types or [None] * len(scores)
+    pushes = (tracker.push(*frame) for frame in zip(scores, qps, picts, strict=True))
     stop = next((p for p in pushes if p is not None), None)
     streamed = None if stop is None else stop.best_index
     return SweepResult(
@@ -351,6 +391,7 @@ class ScoredSweep:
     truth: int
     scores: list[focusmon.FocusScores]
     quantisers: list[float] = field(default_factory=list)  # per frame, as the decoder told
+    pict_types: list[str | None] = field(default_factory=list)  # with the quantisers
 
     @property
     def quantiser(self) -> float | None:
@@ -395,9 +436,11 @@ def score_sweep(
         rng=rng,
     )
     quantisers: list[float] = []
+    pict_types: list[str | None] = []
     scores, _, _ = through_video(sweep.frames, lossless=lossless, fps=10.0, workdir=workdir,
-                                 crf=condition.crf or 18, quantisers=quantisers)  # fmt: skip
-    return ScoredSweep(name, lossless, sweep.focus_index, scores, quantisers)
+                                 crf=condition.crf or 18, tune=condition.tune,
+                                 quantisers=quantisers, pict_types=pict_types)  # fmt: skip
+    return ScoredSweep(name, lossless, sweep.focus_index, scores, quantisers, pict_types)
 
 
 def bead_field(rng: np.random.Generator, size: tuple[int, int] = SIZE) -> np.ndarray:

@@ -31,7 +31,7 @@ from ..config import ServiceSettings, WatchConfig, from_args, load, parse_addres
 from ..kernels import Backend
 from ..measures import FocusRecord, resolve_backend
 from ..pipeline import Watcher, score_source
-from ..scheduler import PeakTracker, find_peak, fit_field, sweep_quantiser
+from ..scheduler import PeakTracker, find_peak, fit_field, sweep_bframes, sweep_quantiser
 from ..sinks import EventFrameSaver, EventWriter, FrameSaver, MetricsEndpoint, Sink, StateLog
 from ..sinks._auth import add_user, check_name, read_users
 from ..sinks.discovery import DiscoveryEndpoint
@@ -183,7 +183,8 @@ def _peak(args: argparse.Namespace) -> int:
             for record in _scored(source, backend, config, tiles=args.tiles):
                 records.append(record)
                 progress.advance()
-                if tracker is not None and tracker.push(record.scores, record.qp) is not None:
+                told = (record.qp, record.pict_type)
+                if tracker is not None and tracker.push(record.scores, *told) is not None:
                     break  # a live sweep: the curve has passed its peak
     finally:
         progress.close()
@@ -198,7 +199,10 @@ def _peak(args: argparse.Namespace) -> int:
     if layout is not None:  # a z-stack, maybe of several channels: each its own curve
         records, channels = _channels(records, layout, measure, args.channel)
     quantiser = sweep_quantiser([r.qp for r in records])
-    peak = find_peak([r.scores for r in records], measure=measure, quantiser=quantiser)
+    bframes = sweep_bframes([r.pict_type for r in records])
+    peak = find_peak(
+        [r.scores for r in records], measure=measure, quantiser=quantiser, bframes=bframes
+    )
     indices = [r.index for r in records]
     result = {
         "best_index": indices[peak.best_index],
@@ -207,8 +211,10 @@ def _peak(args: argparse.Namespace) -> int:
         "measure": peak.measure,
         "scores": peak.values,
     }
-    if quantiser is not None:  # the decoder told how coarsely the frames were quantised
+    if quantiser is not None:  # the decoder told how coarsely (and how) it coded the frames
         result.update({"quantiser": quantiser, "compressed": peak.compressed})
+        if bframes is not None:
+            result["bframes"] = bframes
     if channels:
         chosen = next(c for c in channels if c["chosen"])
         result.update({k: chosen[k] for k in ("channel", "peak_z_index", "peak_z_um")})

@@ -198,6 +198,6 @@ def analyse(
         scale=frame.scale, offset=frame.offset, tiles=tiles,
     )  # fmt: skip
     source.stats.analysed += 1
-    if frame.qp is not None:
-        record = dataclasses.replace(record, qp=frame.qp)
+    if frame.qp is not None or frame.pict_type is not None:
+        record = dataclasses.replace(record, qp=frame.qp, pict_type=frame.pict_type)
     return record

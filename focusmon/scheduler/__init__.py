@@ -33,7 +33,15 @@ from ._alerts import (
 from ._best import BestFrame, BestFramePicker
 from ._field import FieldFit, fit_field
 from ._history import KeptFrame, StreamHistory
-from ._peak import COMPRESSED_QP, Peak, PeakTracker, find_peak, peak_position, sweep_quantiser
+from ._peak import (
+    COMPRESSED_QP,
+    Peak,
+    PeakTracker,
+    find_peak,
+    peak_position,
+    sweep_bframes,
+    sweep_quantiser,
+)
 from ._ring import FrameSlots
 from ._score import SHARPNESS, normalised_sharpness
 from ._views import ViewWatch, ssim_map, thumbnail
@@ -65,6 +73,7 @@ __all__ = [
     "picture_samples",
     "signal_valid",
     "ssim_map",
+    "sweep_bframes",
     "sweep_quantiser",
     "thumbnail",
 ]

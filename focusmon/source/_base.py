@@ -14,7 +14,7 @@ import av
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from .._errors import ConfigError, SourceError, check_int, check_positive
-from ._frame import LumaFrame, Timeline, luma_of, quantiser_of
+from ._frame import LumaFrame, Timeline, luma_of, pict_type_of, quantiser_of
 
 log = logging.getLogger("focusmon.source")
 
@@ -86,8 +86,9 @@ class SourceOptions:
         30000 x 30000 would take 5 GB). The default, 100 megapixels, is 12K video.
     quantiser : bool
         Ask the decoder for each frame's quantiser (FFmpeg's exported encoding
-        parameters; H.264 tells them) into `LumaFrame.qp`: how much of the finest detail
-        the encoder threw away, which `focusmon.scheduler.find_peak` takes into account.
+        parameters; H.264 tells them) into `LumaFrame.qp`, and its picture type into
+        `LumaFrame.pict_type`: how much of the finest detail the encoder threw away, and
+        how it predicted the frame, which `focusmon.scheduler.find_peak` takes into account.
     """
 
     every: int = 1
@@ -264,7 +265,11 @@ class Source:
         """
         stream = container.streams.video[0]
         context = stream.codec_context
-        stream.thread_type = "AUTO"  # frame threads: slice threading leaves cores idle
+        # Frame threads: slice threading leaves cores idle. But FFmpeg's H.264 decoder exports
+        # the quantisers (below) racily across frame threads: a frame's mean QP read 0 or
+        # another frame's in some runs (tests/scheduler/test_compressed_peak.py). Asked for
+        # them, it decodes with slice threads, whose output is the same in every run.
+        stream.thread_type = "SLICE" if self.options.quantiser else "AUTO"
         context.thread_count = self.options.decoder_threads
         if self.options.keyframes_only:
             context.skip_frame = "NONKEY"
@@ -324,7 +329,8 @@ class Source:
                 if keep(index, t):
                     luma, scale, offset = luma_of(frame)
                     qp = quantiser_of(frame) if want_qp else None
-                    yield LumaFrame(luma, index, t, scale, offset, now, bool(key_since), qp)
+                    pict = pict_type_of(frame) if want_qp else None
+                    yield LumaFrame(luma, index, t, scale, offset, now, bool(key_since), qp, pict)
                     key_since = False
 
 

@@ -44,6 +44,10 @@ class LumaFrame:
         The encoder's mean quantiser on this frame (H.264's QP scale, `quantiser_of`),
         where the source was asked for it (``SourceOptions.quantiser``) and the codec
         tells it; None otherwise.
+    pict_type : str or None
+        How the encoder coded this frame, as the decoder tells (`pict_type_of`): ``I``
+        (whole), ``P`` (from earlier frames), ``B`` (from earlier and later ones), or
+        FFmpeg's rarer ``S``, ``SI``, ``SP``, ``BI``; with the quantiser, else None.
     key : bool
         A keyframe was decoded since the previous frame handed on (this one, or one that
         ``every``/``max_fps`` skipped): a picture coded whole, not from the last one.
@@ -58,6 +62,7 @@ class LumaFrame:
     arrival: float | None = None
     key: bool = True
     qp: float | None = None
+    pict_type: str | None = None
 
 
 def range_mapping(bits: int, full_range: bool) -> tuple[float, float]:
@@ -146,6 +151,21 @@ def quantiser_of(frame: av.VideoFrame) -> float | None:
             return float(qp)
         return float(qp + float((blocks["dqp"] * area).sum()) / total)
     return None
+
+
+#: FFmpeg's AVPictureType, from 1 (0 is "none"): libavutil/avutil.h.
+_PICT_TYPES = ("I", "P", "B", "S", "SI", "SP", "BI")
+
+
+def pict_type_of(frame: av.VideoFrame) -> str | None:
+    """How the encoder coded ``frame`` (``I``, ``P``, ``B``, ...; see `LumaFrame`), as the
+    decoder tells it; None where it tells none."""
+    try:
+        code = int(frame.pict_type)
+    except (TypeError, ValueError):  # PyAV before 13 gave an enum item: its name
+        name = getattr(frame.pict_type, "name", None)
+        return name if name in _PICT_TYPES else None
+    return _PICT_TYPES[code - 1] if 1 <= code <= len(_PICT_TYPES) else None
 
 
 class DeviceLuma:
