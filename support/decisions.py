@@ -191,9 +191,8 @@ def through_video(
     pict_types: list[str | None] | None = None,
 ) -> tuple[list[focusmon.FocusScores], list[float], list[FocusMap] | None]:
     """Encode ``frames`` to a file in ``workdir`` (H.264 at ``crf``, x264's ``tune``, unless
-    ``lossless``),
-    decode and score it (with ``tiles``, also each frame's focus map; the quantisers into
-    ``quantisers`` and the picture types into ``pict_types``), delete it."""
+    ``lossless``), decode and score it (with ``tiles``, also each frame's focus map; the
+    quantisers into ``quantisers`` and the picture types into ``pict_types``), delete it."""
     path = os.path.join(workdir, "sweep.mkv" if lossless else "clip.mp4")
     try:
         write_video(path, frames, lossless=lossless, fps=fps, crf=crf, tune=tune)

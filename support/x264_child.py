@@ -16,6 +16,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from media import yuv420_of  # this folder is the script's first path entry
+
 
 def encode(frames: np.ndarray, path: str, fps: int, crf: int, tune: str | None) -> None:
     """Limited-range yuv420p H.264 (tagged as such, as a camera sends it) at ``crf``, x264's
@@ -31,10 +33,8 @@ def encode(frames: np.ndarray, path: str, fps: int, crf: int, tune: str | None) 
         stream.codec_context.thread_count = 1  # PyAV's thread count overrides "threads"
         stream.codec_context.color_range = 1  # MPEG (limited) range
         stream.height, stream.width = height, width
-        buffer = np.full((height * 3 // 2, width), 128, np.uint8)
         for k in range(n):
-            buffer[:height] = np.rint(16.0 + frames[k].astype(np.float64) * (219.0 / 255.0))
-            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(yuv420_of(frames[k]), format="yuv420p")
             frame.pts, frame.time_base = k, Fraction(1, fps)
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
