@@ -50,7 +50,6 @@ from focusmon.scheduler import (
     AlertTracker,
     PeakTracker,
     find_peak,
-    sweep_bframes,
     sweep_quantiser,
 )
 from focusmon.source import SourceOptions, open_source
@@ -368,7 +367,7 @@ def run_sweep(condition: Condition, i: int, rng: np.random.Generator, workdir: s
     scores = scored.scores
     chosen = {m: int(np.argmax([getattr(s, m) for s in scores])) for m in RAW_MEASURES}
     # As `focusmon peak` does: the decoder tells the frames' quantiser and picture type.
-    told = {"quantiser": scored.quantiser, "bframes": sweep_bframes(scored.pict_types)}
+    told = {"quantiser": scored.quantiser, "pict_types": scored.pict_types or None}
     chosen["focusmon"] = find_peak(scores, **told).best_index
     tracker = PeakTracker()  # streaming: would the sweep have stopped, and on what?
     qps = scored.quantisers or [None] * len(scores)

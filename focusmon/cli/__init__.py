@@ -199,15 +199,18 @@ def _peak(args: argparse.Namespace) -> int:
     if layout is not None:  # a z-stack, maybe of several channels: each its own curve
         records, channels = _channels(records, layout, measure, args.channel)
     quantiser = sweep_quantiser([r.qp for r in records])
-    bframes = sweep_bframes([r.pict_type for r in records])
+    pict_types = [r.pict_type for r in records]
+    bframes = sweep_bframes(pict_types)
     peak = find_peak(
-        [r.scores for r in records], measure=measure, quantiser=quantiser, bframes=bframes
+        [r.scores for r in records], measure=measure, quantiser=quantiser, pict_types=pict_types
     )
     indices = [r.index for r in records]
     result = {
         "best_index": indices[peak.best_index],
         # From a position among the analysed frames to decode-order indices (with --every).
         "peak_position": float(np.interp(peak.position, range(len(indices)), indices)),
+        # One standard deviation, in decode-order frames (`Peak.uncertainty`).
+        "peak_uncertainty": peak.uncertainty * _spacing(indices),
         "measure": peak.measure,
         "scores": peak.values,
     }
@@ -260,6 +263,11 @@ def _plot_peak(result: dict, path: str, name: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _spacing(indices: Sequence[int]) -> float:
+    """The mean step, in decode-order frames, between the analysed frames (1 for one)."""
+    return (indices[-1] - indices[0]) / (len(indices) - 1) if len(indices) > 1 else 1.0
 
 
 def _channels(

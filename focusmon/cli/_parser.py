@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     peak = _command(
         commands, "peak", "find the in-focus frame of a focus sweep (a z-stack, a lens sweep)",
         "Print one JSON object: best_index (decode-order index of the in-focus frame), "
-        "peak_position (interpolated), measure and the normalised score of each analysed "
+        "peak_position (interpolated), peak_uncertainty (how closely it is placed: one "
+        "standard deviation, in frames), measure and the normalised score of each analysed "
         "frame. On a live source it stops as soon as the curve has passed the peak. A TIFF "
         "stack with ImageJ or OME metadata is read along its axes: each channel's focus "
         "as a z index and, with the spacing, in µm (\"channels\"; --channel picks the "

@@ -39,6 +39,7 @@ from ._peak import (
     PeakTracker,
     find_peak,
     peak_position,
+    peak_uncertainty,
     sweep_bframes,
     sweep_quantiser,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "no_signal",
     "normalised_sharpness",
     "peak_position",
+    "peak_uncertainty",
     "picture_samples",
     "signal_valid",
     "ssim_map",

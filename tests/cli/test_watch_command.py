@@ -17,6 +17,7 @@ import skimage.data
 
 from focusmon import testing
 from focusmon.cli import main
+from focusmon.scheduler import peak_uncertainty
 from focusmon.sinks import safe_name
 
 from media import write_video
@@ -62,8 +63,10 @@ def test_peak_prints_one_json_object(capsys, sweep):
     code, out, err = run(capsys, "peak", str(sweep))
     assert code == 0, err
     result = json.loads(out)
-    assert list(result) == ["best_index", "peak_position", "measure", "scores"]
+    assert list(result) == ["best_index", "peak_position", "peak_uncertainty", "measure",
+                            "scores"]  # fmt: skip
     assert result["best_index"] == 7 and abs(result["peak_position"] - 7) < 0.5
+    assert 0 < result["peak_uncertainty"] < 0.5  # a clean sweep: placed well within a frame
     assert result["measure"] == "tenengrad_nc" and len(result["scores"]) == 15
 
 
@@ -94,6 +97,9 @@ def test_peak_indices_are_decode_order_indices(capsys, sweep):
     result = json.loads(out)
     assert code == 0 and len(result["scores"]) == 8
     assert result["best_index"] in (6, 8) and abs(result["peak_position"] - 7) <= 1
+    # The analysed frames' uncertainty, in decode-order frames: twice theirs.
+    values = result["scores"]
+    assert result["peak_uncertainty"] == pytest.approx(2 * peak_uncertainty(values))
 
 
 def test_watch_reports_a_defocus_in_stream_time(capsys, caplog, tmp_path, defocus_clip):
