@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,12 +116,21 @@ class Peak:
 
 def _repeated_run(values: Sequence[float], index: int) -> int:
     """The length of the run of values exactly equal to ``values[index]`` that holds it."""
-    lo = hi = index
-    while lo > 0 and values[lo - 1] == values[index]:
-        lo -= 1
-    while hi < len(values) - 1 and values[hi + 1] == values[index]:
-        hi += 1
+    lo, hi = _span(values, index, lambda v: v == values[index])
     return hi - lo + 1
+
+
+def _span(
+    values: Sequence[float] | np.ndarray, index: int, inside: Callable[[float], bool]
+) -> tuple[int, int]:
+    """The first and last index of the run of values around ``index`` that are all
+    ``inside`` (``index`` itself is taken as inside)."""
+    lo = hi = index
+    while lo > 0 and inside(values[lo - 1]):
+        lo -= 1
+    while hi < len(values) - 1 and inside(values[hi + 1]):
+        hi += 1
+    return lo, hi
 
 
 def find_peak(
@@ -243,15 +252,15 @@ def find_peak(
         )
     if bframes is None and pict_types is not None:
         bframes = sweep_bframes(pict_types)
-    if _compressed(quantiser) and _noise_gone(
-        _curve(scores, FINE), [_cancelled_noise(s) for s in scores]
-    ):
-        measure = FINE if measure == AUTO else measure
-        values = _curve(scores, measure)
-        marked = values if pict_types is None else _bridge_intra(values, pict_types)
-        position = _compressed_position(marked, bframes is not False)
-        best = min(max(round(position), 0), values.size - 1)
-        return Peak(best, position, measure, values.tolist(), compressed=True)
+    if _compressed(quantiser):
+        fine = _curve(scores, FINE)
+        if _noise_gone(fine, [_cancelled_noise(s) for s in scores]):
+            measure = FINE if measure == AUTO else measure
+            values = fine if measure == FINE else _curve(scores, measure)
+            marked = values if pict_types is None else _bridge_intra(values, pict_types)
+            position = _compressed_position(marked, bframes is not False)
+            best = min(max(round(position), 0), values.size - 1)
+            return Peak(best, position, measure, values.tolist(), compressed=True)
     if measure == AUTO:
         measure, values, position = _auto_measure(scores)
     else:
@@ -318,11 +327,7 @@ def _compressed_position(values: np.ndarray, bframes: bool) -> float:
         top = max((k for k in (top - 1, top + 1) if 0 <= k < n), key=lambda k: values[k])
         if values[top] < level:
             return float(top)  # a lone spike above a low curve: no flanks either
-    lo = hi = top
-    while lo > 0 and values[lo - 1] >= level:
-        lo -= 1
-    while hi < n - 1 and values[hi + 1] >= level:
-        hi += 1
+    lo, hi = _span(values, top, lambda v: v >= level)
     # Between the last sample below the level and the first above, linearly.
     rise = 0.0 if lo == 0 else lo - (values[lo] - level) / (values[lo] - values[lo - 1])
     fall = n - 1.0 if hi == n - 1 else hi + (values[hi] - level) / (values[hi] - values[hi + 1])
@@ -376,9 +381,14 @@ def _cancelled_noise(scores: FocusScores) -> float:
 def _prominence(values: np.ndarray) -> float:
     """How well a curve's peak stands out: the height of its running mean (as `find_peak`
     smooths) over the median absolute second difference (its frame-to-frame jitter)."""
-    jitter = float(np.median(np.abs(np.diff(values, 2))))
+    jitter = _jitter(values)
     height = float(np.ptp(_running_sum(values))) / (2 * SMOOTH + 1)
     return height / jitter if jitter > 0 else (math.inf if height > 0 else 0.0)
+
+
+def _jitter(values: np.ndarray) -> float:
+    """A curve's frame-to-frame jitter: its median absolute second difference."""
+    return float(np.median(np.abs(np.diff(values, 2))))
 
 
 def _running_sum(values: np.ndarray) -> np.ndarray:
@@ -403,11 +413,7 @@ def peak_position(values: Sequence[float] | np.ndarray) -> float:
     top = height[centre] if height[centre] > 0 else float(np.max(height))
     if not top > 0:
         return float(centre)  # a flat curve: no peak to find, the middle of nothing
-    lo, hi = centre, centre
-    while lo > 0 and height[lo - 1] >= TOP_FRACTION * top:
-        lo -= 1
-    while hi < n - 1 and height[hi + 1] >= TOP_FRACTION * top:
-        hi += 1
+    lo, hi = _span(height, centre, lambda v: v >= TOP_FRACTION * top)
     lo, hi = min(lo, max(centre - 1, 0)), max(hi, min(centre + 1, n - 1))
     x = np.arange(lo, hi + 1, dtype=np.float64)
     y = height[lo : hi + 1]
@@ -434,7 +440,7 @@ def peak_uncertainty(values: Sequence[float] | np.ndarray) -> float:
     v = np.asarray(values, np.float64)
     if v.size < 3:
         return 0.0
-    sigma = float(np.median(np.abs(np.diff(v, 2)))) / (_MAD_SIGMA * _SECOND_DIFF_SIGMA)
+    sigma = _jitter(v) / (_MAD_SIGMA * _SECOND_DIFF_SIGMA)
     if not sigma > 0:
         return 0.0
     position = peak_position(v)
